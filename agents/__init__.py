@@ -1,0 +1,1 @@
+"""Agent framework and built-in prediction agents (coming in a later release)."""

@@ -1,0 +1,87 @@
+"""bettensor-ws client SDK: the wire contract (bt-ws/1) and the miner-side client.
+
+The wire contract lives here once; the validator hub (``server_stub``) imports it.
+"""
+
+from .codes import PROTOCOL_VERSION, CloseCode, ConfirmationStatus, ErrorCode
+from .errors import (
+    AuthenticationError,
+    BettensorWSError,
+    ConnectionClosedError,
+    ConnectionError_,
+    DeregisteredError,
+    HandshakeError,
+    NotRegisteredError,
+    PredictionRejected,
+    ProtocolError,
+    RateLimitedError,
+    ReceiptError,
+    ReplacedError,
+    ServiceUnavailableError,
+    SigningError,
+)
+from .frames import (
+    Confirmation,
+    ErrorFrame,
+    Frame,
+    GameUpdate,
+    Heartbeat,
+    Limits,
+    PredictionFrame,
+    Subscribe,
+    Welcome,
+    encode_frame,
+    parse_frame,
+)
+from .models import Game, Outcome, Prediction
+from .signing import (
+    canonical_bytes,
+    sign_prediction,
+    sign_receipt,
+    verify_prediction,
+    verify_receipt,
+)
+from .validation import Rejection, Rules, check_prediction
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "AuthenticationError",
+    "BettensorWSError",
+    "CloseCode",
+    "Confirmation",
+    "ConfirmationStatus",
+    "ConnectionClosedError",
+    "ConnectionError_",
+    "DeregisteredError",
+    "ErrorCode",
+    "ErrorFrame",
+    "Frame",
+    "Game",
+    "GameUpdate",
+    "HandshakeError",
+    "Heartbeat",
+    "Limits",
+    "NotRegisteredError",
+    "Outcome",
+    "Prediction",
+    "PredictionFrame",
+    "PredictionRejected",
+    "ProtocolError",
+    "RateLimitedError",
+    "ReceiptError",
+    "Rejection",
+    "ReplacedError",
+    "Rules",
+    "ServiceUnavailableError",
+    "SigningError",
+    "Subscribe",
+    "Welcome",
+    "canonical_bytes",
+    "check_prediction",
+    "encode_frame",
+    "parse_frame",
+    "sign_prediction",
+    "sign_receipt",
+    "verify_prediction",
+    "verify_receipt",
+]

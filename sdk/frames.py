@@ -1,0 +1,247 @@
+"""Frames of wire protocol bt-ws/1 and the one parser that turns text into them.
+
+A frame is one JSON object per WebSocket text frame: ``{"type": ..., "data": {...}}``.
+Each frame type is a pydantic model whose fields are exactly the wire fields of
+``data``; :func:`encode_frame` and :func:`parse_frame` convert between the two.
+:func:`parse_frame` raises nothing but :class:`~sdk.errors.ProtocolError`,
+whatever bytes it is given: the hub calls it on untrusted input.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from .codes import PROTOCOL_VERSION, ConfirmationStatus, ErrorCode
+from .errors import ProtocolError
+from .models import Game, Prediction
+
+_FRAME_CONFIG = ConfigDict(extra="ignore", frozen=True)
+
+FilterList = list[str]
+
+
+class Frame(BaseModel):
+    """Base of every frame; ``TYPE`` is the wire ``type``."""
+
+    model_config = _FRAME_CONFIG
+    TYPE: ClassVar[str] = ""
+
+    def encode(self) -> str:
+        return encode_frame(self)
+
+
+class Limits(BaseModel):
+    """Limits the hub enforces, announced in the welcome so clients can respect them."""
+
+    model_config = _FRAME_CONFIG
+
+    max_frame_bytes: int
+    messages_per_second: float
+    daily_wager_limit: float
+    odds_tolerance: float
+
+
+class Welcome(Frame):
+    """First frame of every connection (hub -> miner)."""
+
+    TYPE: ClassVar[str] = "welcome"
+
+    session_id: str
+    validator_hotkey: str
+    protocol: str = PROTOCOL_VERSION
+    server_time_ns: int
+    heartbeat_interval_s: float
+    epoch: str
+    seq: int
+    resumed: bool
+    replayed: int
+    limits: Limits
+
+
+class GameUpdate(Frame):
+    """Changed games (or, with ``snapshot``, the full state for the miner's filter).
+
+    ``prev_seq`` is the seq of the previous update that matched this miner's filter
+    (an addition to the brief's field list): a client whose last seen seq is lower
+    than ``prev_seq`` missed an update and must resync. Plain seq gaps are normal
+    under a filter, because other sports' updates advance ``seq`` too.
+    """
+
+    TYPE: ClassVar[str] = "game_update"
+
+    epoch: str
+    seq: int
+    prev_seq: int = 0
+    games: list[Game]
+    snapshot: bool = False
+
+
+class PredictionFrame(Frame):
+    """A miner submits one prediction (miner -> hub)."""
+
+    TYPE: ClassVar[str] = "prediction"
+
+    prediction: Prediction
+    signature: str | None = None
+    _raw_prediction: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @property
+    def raw_prediction(self) -> dict[str, Any]:
+        """The prediction exactly as received: the signature covers these values."""
+        if self._raw_prediction is not None:
+            return self._raw_prediction
+        return self.prediction.wire()
+
+
+class Confirmation(Frame):
+    """The hub's validator-signed answer to one prediction (hub -> that miner)."""
+
+    TYPE: ClassVar[str] = "confirmation"
+
+    prediction_id: str
+    status: ConfirmationStatus
+    code: str
+    message: str
+    received_at_ns: int
+    miner_hotkey: str
+    validator_hotkey: str
+    signature: str = ""
+
+    def signed_content(self) -> dict[str, Any]:
+        """What the validator signed: every field but ``signature``."""
+        return self.model_dump(mode="json", exclude={"signature"})
+
+
+class Heartbeat(Frame):
+    """Liveness and clock probe (both ways).
+
+    ``echo_ns`` is set only on a reply: the ``time_ns`` of the heartbeat it answers.
+    The hub replies at once to every miner heartbeat; nobody replies to a reply.
+    """
+
+    TYPE: ClassVar[str] = "heartbeat"
+
+    time_ns: int
+    echo_ns: int | None = None
+
+
+class Subscribe(Frame):
+    """Change the sports/leagues filter (empty = all); answered by a snapshot."""
+
+    TYPE: ClassVar[str] = "subscribe"
+
+    sports: FilterList = Field(default_factory=list, max_length=64)
+    leagues: FilterList = Field(default_factory=list, max_length=256)
+
+
+class ErrorFrame(Frame):
+    """A frame the hub could not act on (hub -> miner)."""
+
+    TYPE: ClassVar[str] = "error"
+
+    code: str
+    message: str
+    ref: str | None = None
+
+
+FRAME_TYPES: dict[str, type[Frame]] = {
+    cls.TYPE: cls
+    for cls in (Welcome, GameUpdate, PredictionFrame, Confirmation, Heartbeat, Subscribe,
+                ErrorFrame)
+}
+MinerFrame = PredictionFrame | Heartbeat | Subscribe
+Direction = Literal["to_hub", "to_miner"]
+TO_HUB_TYPES = frozenset({PredictionFrame.TYPE, Heartbeat.TYPE, Subscribe.TYPE})
+
+# A prediction field that fails its type check is reported with the code a
+# rule failure of that field would get, so clients see one code per mistake.
+_FIELD_CODES = {
+    "predicted_outcome": ErrorCode.INVALID_OUTCOME,
+    "wager": ErrorCode.INVALID_WAGER,
+    "confidence_score": ErrorCode.INVALID_CONFIDENCE,
+}
+
+
+def encode_frame(frame: Frame) -> str:
+    """Serialise a frame to its wire text."""
+    return f'{{"type":"{frame.TYPE}","data":{frame.model_dump_json()}}}'
+
+
+def encode_frame_data(frame_type: str, data_json: str) -> str:
+    """Wrap already-serialised ``data`` JSON (lets a broadcast serialise once)."""
+    return f'{{"type":"{frame_type}","data":{data_json}}}'
+
+
+def load_json(text: str | bytes) -> Any:
+    """``json.loads`` that reports every failure (bad UTF-8, nesting bombs, huge
+    integers) as a ProtocolError."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError, TypeError) as exc:
+        raise ProtocolError(f"frame is not valid JSON: {_short(exc)}") from None
+
+
+def parse_frame(text: str | bytes, *, allowed: frozenset[str] | None = None) -> Frame:
+    """Parse one text frame into its typed model.
+
+    ``allowed`` restricts the accepted types (the hub passes the miner -> hub types).
+    Raises :class:`ProtocolError` with code ``malformed_frame``, ``unknown_type``, or
+    for predictions the code of the failing field (``invalid_prediction`` by default),
+    with ``ref`` set to the frame type or prediction id when known.
+    """
+    envelope = load_json(text)
+    if not isinstance(envelope, dict):
+        raise ProtocolError("frame must be a JSON object with 'type' and 'data'")
+    frame_type = envelope.get("type")
+    if not isinstance(frame_type, str):
+        raise ProtocolError("frame has no string 'type'")
+    cls = FRAME_TYPES.get(frame_type)
+    if cls is None or (allowed is not None and frame_type not in allowed):
+        raise ProtocolError(
+            f"unknown frame type {frame_type[:64]!r}", code=ErrorCode.UNKNOWN_TYPE,
+            ref=frame_type[:64],
+        )
+    data = envelope.get("data")
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{frame_type} frame has no object 'data'", ref=frame_type)
+    if cls is PredictionFrame:
+        return _parse_prediction(data)
+    try:
+        return cls.model_validate(data)
+    except (ValidationError, ValueError, TypeError, RecursionError) as exc:
+        raise ProtocolError(f"invalid {frame_type} frame: {_short(exc)}", ref=frame_type) from None
+
+
+def _parse_prediction(data: dict[str, Any]) -> PredictionFrame:
+    raw = data.get("prediction")
+    ref = PredictionFrame.TYPE
+    if isinstance(raw, dict) and isinstance(raw.get("prediction_id"), str):
+        ref = raw["prediction_id"][:64]
+    if not isinstance(raw, dict):
+        raise ProtocolError("prediction frame has no object 'prediction'",
+                            code=ErrorCode.INVALID_PREDICTION, ref=ref)
+    try:
+        frame = PredictionFrame.model_validate(data)
+    except ValidationError as exc:
+        code = ErrorCode.INVALID_PREDICTION
+        errors = exc.errors(include_url=False, include_input=False)
+        first = errors[0] if errors else {}
+        loc = first.get("loc", ())
+        if len(loc) >= 2 and loc[0] == "prediction":
+            code = _FIELD_CODES.get(str(loc[1]), ErrorCode.INVALID_PREDICTION)
+        where = ".".join(str(part) for part in loc) or "prediction"
+        raise ProtocolError(f"{where}: {first.get('msg', 'invalid')}", code=code,
+                            ref=ref) from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ProtocolError(f"invalid prediction: {_short(exc)}",
+                            code=ErrorCode.INVALID_PREDICTION, ref=ref) from None
+    frame._raw_prediction = raw
+    return frame
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:limit]
