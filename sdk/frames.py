@@ -95,6 +95,15 @@ class PredictionFrame(Frame):
             return self._raw_prediction
         return self.prediction.wire()
 
+    def __eq__(self, other: object) -> bool:
+        # pydantic's __eq__ also compares private attributes, so a parsed frame (which
+        # holds the received dict) never equalled the frame it was encoded from.
+        # Compare what the private dict stands for instead: the signed values.
+        if not isinstance(other, PredictionFrame):
+            return NotImplemented
+        return (self.prediction == other.prediction and self.signature == other.signature
+                and self.raw_prediction == other.raw_prediction)
+
 
 class Confirmation(Frame):
     """The hub's validator-signed answer to one prediction (hub -> that miner)."""
@@ -202,7 +211,7 @@ def parse_frame(text: str | bytes, *, allowed: frozenset[str] | None = None) -> 
     if cls is None or (allowed is not None and frame_type not in allowed):
         raise ProtocolError(
             f"unknown frame type {frame_type[:64]!r}", code=ErrorCode.UNKNOWN_TYPE,
-            ref=frame_type[:64],
+            ref=_ref(frame_type),
         )
     data = envelope.get("data")
     if not isinstance(data, dict):
@@ -219,7 +228,7 @@ def _parse_prediction(data: dict[str, Any]) -> PredictionFrame:
     raw = data.get("prediction")
     ref = PredictionFrame.TYPE
     if isinstance(raw, dict) and isinstance(raw.get("prediction_id"), str):
-        ref = raw["prediction_id"][:64]
+        ref = _ref(raw["prediction_id"])
     if not isinstance(raw, dict):
         raise ProtocolError("prediction frame has no object 'prediction'",
                             code=ErrorCode.INVALID_PREDICTION, ref=ref)
@@ -240,6 +249,12 @@ def _parse_prediction(data: dict[str, Any]) -> PredictionFrame:
                             code=ErrorCode.INVALID_PREDICTION, ref=ref) from None
     frame._raw_prediction = raw
     return frame
+
+
+def _ref(text: str, limit: int = 64) -> str:
+    """An untrusted string cut to ``limit`` and made UTF-8-encodable (JSON escapes can
+    decode to lone surrogates), so the hub can always echo it in an error frame."""
+    return text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:

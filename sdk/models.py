@@ -43,7 +43,10 @@ def _finite(value: float) -> float:
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past datetime.max in UTC
+        raise ValueError("datetime is out of range once converted to UTC") from None
 
 
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
@@ -105,9 +108,10 @@ def parse_outcome(value: Any, team_a: str | None, team_b: str | None) -> Any:
     if isinstance(value, str):
         text = value.strip()
         lowered = text.casefold()
-        if team_a is not None and lowered == team_a.strip().casefold():
+        # Team names come from untrusted input too: only strings can match.
+        if isinstance(team_a, str) and lowered == team_a.strip().casefold():
             return int(Outcome.TEAM_A)
-        if team_b is not None and lowered == team_b.strip().casefold():
+        if isinstance(team_b, str) and lowered == team_b.strip().casefold():
             return int(Outcome.TEAM_B)
         if lowered in ("tie", "draw"):
             return int(Outcome.TIE)

@@ -1,0 +1,47 @@
+"""Hub configuration: one pydantic model, filled by the CLI or by tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sdk.validation import DEFAULT_DAILY_WAGER_LIMIT, DEFAULT_ODDS_TOLERANCE
+
+
+class HubConfig(BaseModel):
+    """Every tunable of the hub, with production-sensible defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    heartbeat_interval_s: float = Field(20.0, gt=0)
+    """Both sides send a heartbeat this often; a peer silent for 3 intervals is dropped."""
+    max_connections: int = Field(10_000, ge=1)
+    max_frame_bytes: int = Field(64 * 1024, ge=1024)
+    messages_per_second: float = Field(50.0, gt=0)
+    message_burst: float = Field(100.0, ge=1)
+    rate_limit_strikes: int = Field(50, ge=1)
+    """Rate-limited frames tolerated (refilling over 10 s) before closing with 4029."""
+    send_queue_size: int = Field(512, ge=8)
+    """Frames queued for one miner before it counts as a slow consumer (4008)."""
+    history_size: int = Field(4096, ge=1)
+    tick_interval_s: float = Field(0.5, gt=0)
+    """Feed changes within one tick are sent as one game_update."""
+    connects_per_minute: float = Field(30.0, gt=0)
+    """Per hotkey and per client address, with a burst of ``connect_burst``."""
+    connect_burst: float = Field(10.0, ge=1)
+    nonce_store_size: int = Field(200_000, ge=100)
+    auth_max_age_s: float = Field(10.0, gt=0)
+    auth_allowed_skew_s: float = Field(2.0, ge=0)
+    odds_tolerance: float = DEFAULT_ODDS_TOLERANCE
+    daily_wager_limit: float = DEFAULT_DAILY_WAGER_LIMIT
+    long_poll_timeout_s: float = Field(25.0, gt=0)
+    close_timeout_s: float = Field(5.0, gt=0)
+    """How long a close handshake may take before the transport is aborted."""
+    shutdown_retry_after_s: float = Field(5.0, ge=0)
+    store_path: Path | None = None
+    store_synchronous: str = "FULL"
+    admin_hotkeys: frozenset[str] = frozenset()
+    """Hotkeys besides the validator's own allowed to POST /admin/games."""
+    compress: bool = True
+    """Accept permessage-deflate when the miner offers it."""

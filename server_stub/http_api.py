@@ -1,0 +1,171 @@
+"""HTTP routes of the hub besides the WebSocket: the admin feed, the HTTP fallback
+(``POST /predictions``, ``GET /games`` long-poll), health and metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
+
+from sdk.codes import ConfirmationStatus, ErrorCode
+from sdk.errors import ProtocolError
+from sdk.frames import GameUpdate, PredictionFrame, load_json, parse_frame
+from sdk.models import Game
+
+from .auth import HubHTTPError
+from .hub import Hub, _stream_query, error_response
+from .store import StoreClosed
+
+HUB_KEY: web.AppKey[Hub] = web.AppKey("hub", Hub)
+METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
+
+MAX_LONG_POLL_S = 60.0
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/ws", handle_ws),
+        web.get("/ws/health", handle_health),
+        web.get("/metrics", handle_metrics),
+        web.post("/admin/games", handle_admin_games),
+        web.post("/predictions", handle_predictions),
+        web.get("/games", handle_games),
+    ]
+
+
+async def handle_ws(request: web.Request) -> web.StreamResponse:
+    return await request.app[HUB_KEY].handle_ws(request)
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    return web.json_response(request.app[HUB_KEY].health())
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS_KEY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _authenticated(request: web.Request, *, registered: bool = True) -> tuple[str, bytes]:
+    hub = request.app[HUB_KEY]
+    body = await request.read()
+    hotkey = hub.admit(request, body, registered=registered)
+    return hotkey, body
+
+
+def _refusal(hub: Hub, error: HubHTTPError) -> web.Response:
+    hub.stats.handshake_refusals[error.status] += 1
+    return error_response(error)
+
+
+async def handle_admin_games(request: web.Request) -> web.Response:
+    """Upsert games and broadcast one game_update; signed by the validator or an admin."""
+    hub = request.app[HUB_KEY]
+    try:
+        hotkey, body = await _authenticated(request, registered=False)
+        if hotkey != hub.validator_hotkey and hotkey not in hub.config.admin_hotkeys:
+            raise HubHTTPError(403, ErrorCode.FORBIDDEN,
+                               "only the validator's own hotkey or an admin hotkey may post games")
+        games = _games_from_body(body)
+    except HubHTTPError as error:
+        return _refusal(hub, error)
+    record = hub.publish(games)
+    return web.json_response({"epoch": hub.stream.epoch, "seq": hub.stream.seq,
+                              "changed": 0 if record is None else len(record.games)})
+
+
+def _games_from_body(body: bytes) -> list[Game]:
+    try:
+        payload = load_json(body)
+    except ProtocolError as exc:
+        raise HubHTTPError(400, ErrorCode.MALFORMED_REQUEST, exc.message) from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("games"), list):
+        raise HubHTTPError(400, ErrorCode.MALFORMED_REQUEST, 'body must be {"games": [Game, ...]}')
+    games = []
+    for index, raw in enumerate(payload["games"]):
+        try:
+            games.append(Game.model_validate(raw))
+        except (ValidationError, ValueError, TypeError) as exc:
+            first = exc.errors()[0] if isinstance(exc, ValidationError) else {"msg": str(exc)}
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            raise HubHTTPError(400, ErrorCode.MALFORMED_REQUEST,
+                               f"games[{index}].{where}: {first.get('msg')}") from None
+    return games
+
+
+async def handle_predictions(request: web.Request) -> web.Response:
+    """HTTP fallback for one prediction: body is the ``data`` of a prediction frame;
+    the answer is the ``data`` of its confirmation, after the commit."""
+    hub = request.app[HUB_KEY]
+    try:
+        hotkey, body = await _authenticated(request)
+    except HubHTTPError as error:
+        return _refusal(hub, error)
+    hub.stats.messages_in["http_prediction"] += 1
+    try:
+        envelope = load_json(body)
+        frame = parse_frame(json.dumps({"type": PredictionFrame.TYPE, "data": envelope}))
+    except ProtocolError as exc:
+        if exc.code in (ErrorCode.MALFORMED_FRAME, ErrorCode.UNKNOWN_TYPE) or not exc.ref:
+            hub.stats.errors[str(exc.code)] += 1
+            return web.json_response({"error": str(exc.code), "detail": exc.message},
+                                     status=400)
+        hub.stats.predictions[ConfirmationStatus.REJECTED] += 1
+        return web.json_response(await hub.desk.reject(hotkey, exc.ref, str(exc.code),
+                                                       exc.message))
+    assert isinstance(frame, PredictionFrame)
+    if not hub.message_limit.allow(hotkey, time.monotonic()):
+        hub.stats.errors[ErrorCode.RATE_LIMITED] += 1
+        return error_response(HubHTTPError(429, ErrorCode.RATE_LIMITED,
+                                           "too many messages; slow down", retry_after=1.0))
+    try:
+        confirmation = await (await hub.desk.submit(hotkey, frame))
+    except StoreClosed:
+        return error_response(HubHTTPError(503, ErrorCode.SHUTTING_DOWN, "hub shutting down",
+                                           retry_after=hub.config.shutdown_retry_after_s))
+    hub.stats.predictions[confirmation["status"]] += 1
+    return web.json_response(confirmation)
+
+
+async def handle_games(request: web.Request) -> web.Response:
+    """Long-poll of the game stream: the updates after ``since`` (waiting up to
+    ``timeout`` seconds for one), or a snapshot when the gap cannot be replayed."""
+    hub = request.app[HUB_KEY]
+    try:
+        await _authenticated(request)
+        epoch, since, flt = _stream_query(request)
+        timeout = _timeout(request, hub.config.long_poll_timeout_s)
+    except HubHTTPError as error:
+        return _refusal(hub, error)
+    missed = hub.stream.missed(epoch, since, flt)
+    if missed == [] and since is not None:
+        await hub.wait_for_update(since, timeout)
+        missed = hub.stream.missed(epoch, since, flt)
+    updates: list[dict[str, Any]]
+    if missed is None:
+        updates = [GameUpdate(epoch=hub.stream.epoch, seq=hub.stream.seq,
+                              games=hub.stream.snapshot(flt), snapshot=True)
+                   .model_dump(mode="json")]
+    else:
+        updates = [GameUpdate(epoch=hub.stream.epoch, seq=seq, prev_seq=prev, games=games)
+                   .model_dump(mode="json") for seq, games, prev in missed]
+    return web.json_response({"epoch": hub.stream.epoch, "seq": hub.stream.seq,
+                              "server_time_ns": hub.clock.now_ns(), "updates": updates})
+
+
+def _timeout(request: web.Request, default: float) -> float:
+    raw = request.query.get("timeout")
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise HubHTTPError(400, ErrorCode.MALFORMED_REQUEST, "timeout must be seconds") from None
+    if not 0 <= value <= MAX_LONG_POLL_S:
+        raise HubHTTPError(400, ErrorCode.MALFORMED_REQUEST,
+                           f"timeout must be within [0, {MAX_LONG_POLL_S:g}]")
+    return value

@@ -1,0 +1,68 @@
+"""Token buckets and bounded per-key limiter tables. Pure logic: callers pass ``now``."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """``rate`` tokens per second up to ``capacity``; ``take`` spends one if it can."""
+
+    rate: float
+    capacity: float
+    tokens: float = field(default=-1.0)
+    updated: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = self.capacity
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return True
+        return False
+
+    def wait_time(self, cost: float = 1.0) -> float:
+        """Seconds until ``cost`` tokens are available (after the last ``take``)."""
+        missing = cost - self.tokens
+        return 0.0 if missing <= 0 else missing / self.rate
+
+
+class KeyedLimiter:
+    """One token bucket per key (hotkey, address) in a table of bounded size.
+
+    When the table is full the least recently used bucket is forgotten: an attacker
+    spraying keys cannot grow memory, at worst resetting some buckets to full.
+    """
+
+    def __init__(self, rate: float, capacity: float, max_keys: int = 100_000) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def bucket(self, key: str, now: float) -> TokenBucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.capacity, updated=now)
+            self._buckets[key] = bucket
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket
+
+    def allow(self, key: str, now: float) -> bool:
+        return self.bucket(key, now).take(now)
+
+    def retry_after(self, key: str) -> float:
+        bucket = self._buckets.get(key)
+        return bucket.wait_time() if bucket is not None else 0.0
+
+    def __len__(self) -> int:
+        return len(self._buckets)
