@@ -1,0 +1,218 @@
+"""``bt-validator-stub`` (and ``python -m server_stub``): run the validator hub."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .config import HubConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="bettensor-ws validator hub: miners connect over WebSocket (bt-ws/1).")
+
+
+class SyncMode(StrEnum):
+    full = "full"
+    normal = "normal"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def load_identity(uri: str | None, wallet_name: str | None, wallet_hotkey: str,
+                  wallet_path: str) -> Any:
+    """The validator's signing key: a throwaway URI key, or the wallet's hotkey."""
+    from bittensor import Wallet
+    from bittensor.keyfiles import Keypair
+
+    if uri is not None:
+        try:
+            return Keypair.create_from_uri(uri)
+        except Exception as exc:
+            raise _fail(f"--validator-uri {uri!r} is not a usable key URI: {exc}") from None
+    if wallet_name is None:
+        raise _fail("give the validator identity: --wallet.name/--wallet.hotkey "
+                    "(and --wallet.path), or --validator-uri //Name for a throwaway key, "
+                    "or --dev")
+    wallet = Wallet(name=wallet_name, hotkey=wallet_hotkey, path=wallet_path)
+    hotkey_file = Path(wallet_path).expanduser() / wallet_name / "hotkeys" / wallet_hotkey
+    if not hotkey_file.exists():
+        raise _fail(f"hotkey file not found: {hotkey_file} (check --wallet.name, "
+                    "--wallet.hotkey and --wallet.path)")
+    try:
+        return wallet.hotkey
+    except Exception as exc:
+        raise _fail(f"cannot load the hotkey {hotkey_file}: {exc}") from None
+
+
+def build_registry(*, open_: bool, allow: list[str], allowlist: Path | None, deny: list[str],
+                   netuid: int | None, network: str, refresh: float) -> Any:
+    from .registry import (
+        AllowListRegistry,
+        MetagraphRegistry,
+        OpenRegistry,
+        metagraph_fetch,
+        read_allowlist,
+    )
+
+    chosen = [name for name, on in (("--open", open_), ("--allow/--allowlist",
+                                     bool(allow) or allowlist is not None),
+                                    ("--netuid", netuid is not None)) if on]
+    if len(chosen) != 1:
+        raise _fail("choose exactly one miner registry: --open, --allow HOTKEY / --allowlist "
+                    f"FILE, or --netuid N (got: {', '.join(chosen) or 'none'})")
+    if open_:
+        return OpenRegistry(deny)
+    if netuid is not None:
+        return MetagraphRegistry(metagraph_fetch(netuid, network), refresh_interval=refresh,
+                                 denied=deny)
+    hotkeys = list(allow)
+    if allowlist is not None:
+        try:
+            hotkeys += read_allowlist(allowlist)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    return AllowListRegistry(hotkeys, deny)
+
+
+def build_feed(feed: str, seed: int) -> Any:
+    from .feed import FeedError, GameSimulator, load_games_file
+    from .hub import Hub  # noqa: F401  (keeps import errors early and obvious)
+
+    if feed == "none":
+        return None
+    if feed == "simulate":
+        return GameSimulator(seed=seed, start=datetime.now(UTC))
+    try:
+        games = load_games_file(feed)
+    except FeedError as exc:
+        raise _fail(str(exc)) from None
+    return StaticFeed(games)
+
+
+class StaticFeed:
+    """Games from a file: published once at start, never changing by themselves."""
+
+    def __init__(self, games: list[Any]) -> None:
+        self._games = games
+
+    def initial_games(self) -> list[Any]:
+        return list(self._games)
+
+    def step(self, now: Any) -> list[Any]:
+        return []
+
+
+def default_store(validator_hotkey: str, dev: bool) -> Path:
+    if dev:
+        return Path(tempfile.mkdtemp(prefix="bt-hub-")) / "hub.sqlite3"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("bettensor-ws")) / f"hub-{validator_hotkey}.sqlite3"
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 to expose).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP/WebSocket port.")] = 8091,
+    dev: Annotated[bool, typer.Option(
+        "--dev", help="Development: throwaway key //Alice, open registry, simulator feed, "
+                      "store in a temp dir.")] = False,
+    wallet_name: Annotated[str | None, typer.Option(
+        "--wallet.name", help="Validator wallet name.")] = None,
+    wallet_hotkey: Annotated[str, typer.Option(
+        "--wallet.hotkey", help="Validator hotkey name.")] = "default",
+    wallet_path: Annotated[str, typer.Option(
+        "--wallet.path", help="Wallets directory.")] = "~/.bittensor/wallets",
+    validator_uri: Annotated[str | None, typer.Option(
+        "--validator-uri", help="Throwaway validator key from a URI such as //Alice "
+                                "(development and tests).")] = None,
+    allow: Annotated[list[str] | None, typer.Option(
+        "--allow", help="Miner hotkey allowed to connect (repeatable).")] = None,
+    allowlist: Annotated[Path | None, typer.Option(
+        "--allowlist", help="File of allowed miner hotkeys, one per line.")] = None,
+    deny: Annotated[list[str] | None, typer.Option(
+        "--deny", help="Blacklisted miner hotkey (repeatable; 403).")] = None,
+    open_: Annotated[bool, typer.Option(
+        "--open", help="Any valid signature may connect (development).")] = False,
+    netuid: Annotated[int | None, typer.Option(
+        "--netuid", help="Admit the hotkeys registered on this subnet (metagraph).")] = None,
+    network: Annotated[str, typer.Option(
+        "--subtensor.network", help="Chain network for --netuid (finney, test, ws://...).")]
+    = "finney",
+    metagraph_refresh: Annotated[float, typer.Option(
+        help="Seconds between metagraph refreshes.")] = 300.0,
+    store: Annotated[Path | None, typer.Option(
+        help="SQLite store path (default: the user data dir; a temp dir with --dev).")] = None,
+    store_sync: Annotated[SyncMode, typer.Option(
+        help="SQLite synchronous mode: full survives power loss, normal only crashes.")]
+    = SyncMode.full,
+    feed: Annotated[str | None, typer.Option(
+        help="simulate | none | FILE.json (default: simulate with --dev, else none).")] = None,
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 0,
+    heartbeat: Annotated[float, typer.Option(help="Heartbeat interval in seconds.")] = 20.0,
+    max_connections: Annotated[int, typer.Option(help="Open connections at most.")] = 10_000,
+    max_frame_bytes: Annotated[int, typer.Option(help="Largest accepted frame (1009 above).")]
+    = 64 * 1024,
+    rate: Annotated[float, typer.Option(help="Messages per second per miner.")] = 50.0,
+    admin_hotkey: Annotated[list[str] | None, typer.Option(
+        "--admin-hotkey", help="Extra hotkey allowed to POST /admin/games (repeatable).")]
+    = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve the hub until SIGINT/SIGTERM (then 1001 to every miner and a store flush)."""
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from aiohttp import web
+
+    from .app import create_app
+
+    if dev:
+        validator_uri = validator_uri or (None if wallet_name else "//Alice")
+        open_ = open_ or not (allow or allowlist or netuid is not None)
+        feed = feed or "simulate"
+    signer = load_identity(validator_uri, wallet_name, wallet_hotkey, wallet_path)
+    registry = build_registry(open_=open_, allow=allow or [], allowlist=allowlist,
+                              deny=deny or [], netuid=netuid, network=network,
+                              refresh=metagraph_refresh)
+    game_feed = build_feed(feed or "none", seed)
+    store_path = store or default_store(signer.ss58_address, dev)
+    try:
+        config = HubConfig(heartbeat_interval_s=heartbeat, max_connections=max_connections,
+                           max_frame_bytes=max_frame_bytes, messages_per_second=rate,
+                           store_synchronous=store_sync.value.upper(),
+                           admin_hotkeys=frozenset(admin_hotkey or []))
+    except ValueError as exc:
+        raise _fail(f"invalid option: {exc}") from None
+    application = create_app(config, signer=signer, store_path=store_path, registry=registry,
+                             feed=game_feed)
+    typer.echo(f"bettensor-ws hub: validator hotkey {signer.ss58_address}")
+    typer.echo(f"  miners connect to ws://{host}:{port}/ws   health: http://{host}:{port}/ws/health")
+    typer.echo(f"  store {store_path}   feed {feed or 'none'}   registry "
+               f"{type(registry).__name__}")
+    sys.stdout.flush()
+    try:
+        web.run_app(application, host=host, port=port, print=None, shutdown_timeout=10.0,
+                    handle_signals=True)
+    except OSError as exc:
+        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1) from None
+    typer.echo("hub stopped: miners closed with 1001, store flushed")
+
+
+@app.callback()
+def _root() -> None:
+    """bettensor-ws validator hub."""
+
+
+def main() -> None:
+    app(prog_name="bt-validator-stub")
