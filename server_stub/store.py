@@ -1,8 +1,5 @@
-"""Durable prediction store: SQLite in WAL mode with group commits.
-
-All database work runs on one dedicated thread, fed by one writer task. The
-writer takes every operation queued since its last commit and runs them, in
-order, inside one transaction, so under load many predictions share one fsync
+"""Durable prediction store: SQLite in WAL mode with group commits
+(:class:`sdk.sqlite.GroupCommitDB`): under load many predictions share one fsync
 while each caller still learns its own result only after the commit. A
 prediction is keyed by (miner_hotkey, prediction_id): inserting it twice keeps
 the first row and hands back its receipt, which makes resends idempotent.
@@ -13,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sdk.models import Game
+from sdk.sqlite import DatabaseClosed, GroupCommitDB, Operation
+
+R = TypeVar("R")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -47,8 +45,8 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-class StoreClosed(RuntimeError):
-    """The store is closed; nothing more can be written."""
+StoreClosed = DatabaseClosed
+"""The store is closed; nothing more can be written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,129 +73,33 @@ class StoreResult:
     receipt: dict[str, Any]
 
 
-_Op = Callable[[sqlite3.Connection], Any]
-
-
 class PredictionStore:
-    """SQLite-backed store with one writer thread and group commits."""
+    """The hub's predictions, games and metadata in one SQLite file."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",
                  max_batch: int = 1024) -> None:
-        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
-            raise ValueError(f"unknown synchronous mode {synchronous!r}")
-        self.path = Path(path)
-        self.synchronous = synchronous.upper()
-        self.max_batch = max_batch
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self._db: sqlite3.Connection | None = None
-        self._queue: asyncio.Queue[tuple[_Op, asyncio.Future[Any]] | None] | None = None
-        self._writer: asyncio.Task[None] | None = None
-        self._closed = False
-        self.commits = 0
-        self.committed_ops = 0
-        self._thread_ident: int | None = None
+        self._db = GroupCommitDB(path, schema=_SCHEMA, synchronous=synchronous,
+                                 max_batch=max_batch, thread_name="hub-store")
+        self.path = self._db.path
+
+    @property
+    def commits(self) -> int:
+        return self._db.commits
+
+    @property
+    def committed_ops(self) -> int:
+        return self._db.committed_ops
 
     async def open(self) -> PredictionStore:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._connect)
-        self._queue = asyncio.Queue()
-        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+        await self._db.open()
         return self
-
-    def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self.synchronous}")
-        db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(_SCHEMA)
-        self._db = db
-        self._thread_ident = threading.get_ident()
 
     async def close(self) -> None:
         """Commit everything queued, then close the database."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._queue is not None and self._writer is not None:
-            self._queue.put_nowait(None)
-            await asyncio.shield(self._writer)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._disconnect)
-        self._executor.shutdown(wait=True)
+        await self._db.close()
 
-    def _disconnect(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    # -- the writer -------------------------------------------------------------
-
-    def _submit(self, op: _Op) -> asyncio.Future[Any]:
-        if self._closed or self._queue is None:
-            raise StoreClosed("the prediction store is closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((op, future))
-        return future
-
-    async def _write_loop(self) -> None:
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
-        stop = False
-        while not stop:
-            item = await self._queue.get()
-            batch: list[tuple[_Op, asyncio.Future[Any]]] = []
-            if item is None:
-                stop = True
-            else:
-                batch.append(item)
-            while len(batch) < self.max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stop = True
-                    continue
-                batch.append(item)
-            if not batch:
-                continue
-            try:
-                results = await loop.run_in_executor(self._executor, self._run_batch,
-                                                     [op for op, _ in batch])
-            except Exception as exc:  # the whole transaction rolled back
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), (ok, value) in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-
-    def _run_batch(self, ops: list[_Op]) -> list[tuple[bool, Any]]:
-        db = self._db
-        assert db is not None
-        results: list[tuple[bool, Any]] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for op in ops:
-                db.execute("SAVEPOINT op")
-                try:
-                    results.append((True, op(db)))
-                    db.execute("RELEASE op")
-                except sqlite3.Error as exc:
-                    db.execute("ROLLBACK TO op")
-                    db.execute("RELEASE op")
-                    results.append((False, exc))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        self.commits += 1
-        self.committed_ops += len(ops)
-        return results
+    def _submit(self, op: Operation[R]) -> asyncio.Future[R]:
+        return self._db.submit(op)
 
     # -- predictions ------------------------------------------------------------
 
