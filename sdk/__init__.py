@@ -3,7 +3,9 @@
 The wire contract lives here once; the validator hub (``server_stub``) imports it.
 """
 
+from .backoff import Backoff
 from .codes import PROTOCOL_VERSION, CloseCode, ConfirmationStatus, ErrorCode
+from .connection import ConnectionState, ValidatorConnection
 from .errors import (
     AuthenticationError,
     BettensorWSError,
@@ -34,6 +36,7 @@ from .frames import (
     parse_frame,
 )
 from .models import Game, Outcome, Prediction
+from .outbox import Outbox, OutboxEntry
 from .signing import (
     canonical_bytes,
     sign_prediction,
@@ -46,12 +49,14 @@ from .validation import Rejection, Rules, check_prediction
 __all__ = [
     "PROTOCOL_VERSION",
     "AuthenticationError",
+    "Backoff",
     "BettensorWSError",
     "CloseCode",
     "Confirmation",
     "ConfirmationStatus",
     "ConnectionClosedError",
     "ConnectionError_",
+    "ConnectionState",
     "DeregisteredError",
     "ErrorCode",
     "ErrorFrame",
@@ -62,6 +67,8 @@ __all__ = [
     "Heartbeat",
     "Limits",
     "NotRegisteredError",
+    "Outbox",
+    "OutboxEntry",
     "Outcome",
     "Prediction",
     "PredictionFrame",
@@ -75,6 +82,7 @@ __all__ = [
     "ServiceUnavailableError",
     "SigningError",
     "Subscribe",
+    "ValidatorConnection",
     "Welcome",
     "canonical_bytes",
     "check_prediction",

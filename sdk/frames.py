@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .codes import PROTOCOL_VERSION, ConfirmationStatus, ErrorCode
 from .errors import ProtocolError
-from .models import Game, Prediction
+from .models import FiniteFloat, Game, Prediction
 
 _FRAME_CONFIG = ConfigDict(extra="ignore", frozen=True)
 
@@ -39,9 +39,11 @@ class Limits(BaseModel):
     model_config = _FRAME_CONFIG
 
     max_frame_bytes: int
-    messages_per_second: float
-    daily_wager_limit: float
-    odds_tolerance: float
+    # Finite: JSON has no NaN/Infinity, so a non-finite value would be encoded as null,
+    # which no client (this parser included) can read back.
+    messages_per_second: FiniteFloat
+    daily_wager_limit: FiniteFloat
+    odds_tolerance: FiniteFloat
 
 
 class Welcome(Frame):
@@ -53,7 +55,7 @@ class Welcome(Frame):
     validator_hotkey: str
     protocol: str = PROTOCOL_VERSION
     server_time_ns: int
-    heartbeat_interval_s: float
+    heartbeat_interval_s: FiniteFloat
     epoch: str
     seq: int
     resumed: bool

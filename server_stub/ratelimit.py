@@ -1,36 +1,12 @@
-"""Token buckets and bounded per-key limiter tables. Pure logic: callers pass ``now``."""
+"""Bounded per-key limiter tables of token buckets. Pure logic: callers pass ``now``."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
+from sdk.pacing import TokenBucket
 
-@dataclass(slots=True)
-class TokenBucket:
-    """``rate`` tokens per second up to ``capacity``; ``take`` spends one if it can."""
-
-    rate: float
-    capacity: float
-    tokens: float = field(default=-1.0)
-    updated: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.tokens < 0:
-            self.tokens = self.capacity
-
-    def take(self, now: float, cost: float = 1.0) -> bool:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= cost:
-            self.tokens -= cost
-            return True
-        return False
-
-    def wait_time(self, cost: float = 1.0) -> float:
-        """Seconds until ``cost`` tokens are available (after the last ``take``)."""
-        missing = cost - self.tokens
-        return 0.0 if missing <= 0 else missing / self.rate
+__all__ = ["KeyedLimiter", "TokenBucket"]
 
 
 class KeyedLimiter:

@@ -1,0 +1,93 @@
+"""Per-reader buffers behind the SDK's async iterators.
+
+The socket reader pushes into every open channel and never waits: a slow reader
+only grows (or coalesces) its own buffer. Game updates coalesce to the latest
+state per game once a channel is full; confirmations are never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Generic, TypeVar
+
+from .frames import GameUpdate
+from .models import Game
+
+T = TypeVar("T")
+
+
+class Channel(Generic[T]):
+    """An unbounded FIFO with one async reader; ``close`` ends (or fails) iteration."""
+
+    def __init__(self) -> None:
+        self._items: deque[T] = deque()
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._error: BaseException | None = None
+
+    def push(self, item: T) -> None:
+        if self._closed:
+            return
+        self._items.append(item)
+        self._ready.set()
+
+    def close(self, error: BaseException | None = None) -> None:
+        self._closed = True
+        self._error = error
+        self._ready.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> T:
+        """Next item; raises StopAsyncIteration when closed (or the close error)."""
+        while not self._items:
+            if self._closed:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        return await self.get()
+
+
+class UpdateChannel(Channel[GameUpdate]):
+    """Bounded to ``capacity`` pending updates; beyond that, pending updates merge into
+    one that carries the latest state of every game they touched."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        super().__init__()
+        self.capacity = max(1, capacity)
+        self.coalesced = 0
+
+    def push(self, item: GameUpdate) -> None:
+        if len(self._items) >= self.capacity:
+            pending = [*self._items, item]
+            self._items.clear()
+            self.coalesced += len(pending) - 1
+            item = merge_updates(pending)
+        super().push(item)
+
+
+def merge_updates(updates: list[GameUpdate]) -> GameUpdate:
+    """One update equivalent to applying ``updates`` in order."""
+    start = 0
+    for index, update in enumerate(updates):
+        if update.snapshot:
+            start = index
+    snapshot = updates[start].snapshot
+    games: dict[str, Game] = {}
+    for update in updates[start:]:
+        for game in update.games:
+            games[game.game_id] = game
+    last = updates[-1]
+    return GameUpdate(epoch=last.epoch, seq=last.seq, prev_seq=updates[start].prev_seq,
+                      games=list(games.values()), snapshot=snapshot)

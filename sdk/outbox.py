@@ -1,0 +1,177 @@
+"""The miner's durable outbox: every prediction is written here before it is sent,
+and stays ``pending`` until the hub's signed confirmation arrives.
+
+It is what makes submission at-least-once (pending rows are resent after every
+reconnect) and what lets an operator prove later what a validator accepted: the
+verified receipts are kept next to the predictions. One SQLite file per miner
+hotkey and validator hotkey (``":memory:"`` for notebooks and tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .codes import ConfirmationStatus
+from .sqlite import MEMORY, GroupCommitDB
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    prediction_id    TEXT PRIMARY KEY,
+    validator_hotkey TEXT NOT NULL,
+    miner_hotkey     TEXT NOT NULL,
+    game_id          TEXT NOT NULL,
+    wager            REAL NOT NULL,
+    wager_day        TEXT NOT NULL,
+    prediction       TEXT NOT NULL,
+    signature        TEXT,
+    status           TEXT NOT NULL DEFAULT 'pending',
+    code             TEXT,
+    message          TEXT,
+    receipt          TEXT,
+    created_ns       INTEGER NOT NULL,
+    updated_ns       INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (validator_hotkey, status, created_ns);
+"""
+
+PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    prediction_id: str
+    validator_hotkey: str
+    miner_hotkey: str
+    game_id: str
+    wager: float
+    wager_day: str
+    prediction: dict[str, Any]
+    signature: str | None
+    status: str
+    code: str | None
+    message: str | None
+    receipt: dict[str, Any] | None
+    created_ns: int
+
+
+def default_outbox_path(miner_hotkey: str, validator_hotkey: str) -> Path:
+    import platformdirs
+
+    root = Path(platformdirs.user_data_dir("bettensor-ws"))
+    return root / "outbox" / f"{miner_hotkey}-{validator_hotkey}.sqlite3"
+
+
+class Outbox:
+    """Predictions awaiting (or holding) their validator receipt."""
+
+    def __init__(self, path: str | Path = MEMORY, *, synchronous: str = "FULL") -> None:
+        self._db = GroupCommitDB(path, schema=_SCHEMA, synchronous=synchronous,
+                                 thread_name="outbox")
+        self.path = self._db.path
+
+    async def open(self) -> Outbox:
+        await self._db.open()
+        return self
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._db.closed
+
+    async def add(self, *, validator_hotkey: str, miner_hotkey: str, prediction: dict[str, Any],
+                  signature: str | None, wager_day: str) -> bool:
+        """Store a new pending prediction; False if this prediction_id is already here."""
+        now = time.time_ns()
+        row = (prediction["prediction_id"], validator_hotkey, miner_hotkey,
+               prediction["game_id"], float(prediction["wager"]), wager_day,
+               json.dumps(prediction), signature, now, now)
+
+        def op(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO outbox (prediction_id, validator_hotkey, miner_hotkey,"
+                " game_id, wager, wager_day, prediction, signature, created_ns, updated_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+            return cursor.rowcount == 1
+
+        return await self._db.submit(op)
+
+    def settle(self, prediction_id: str, status: str, *, code: str | None = None,
+               message: str | None = None,
+               receipt: dict[str, Any] | None = None) -> asyncio.Future[None]:
+        """Record the hub's answer (a confirmed receipt is never overwritten); the
+        future resolves once it is durable."""
+        now = time.time_ns()
+        receipt_json = json.dumps(receipt) if receipt is not None else None
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE outbox SET status = ?, code = ?, message = ?,"
+                " receipt = COALESCE(?, receipt), updated_ns = ?"
+                " WHERE prediction_id = ? AND status NOT IN ('accepted', 'duplicate')",
+                (status, code, message, receipt_json, now, prediction_id))
+
+        return self._db.submit(op)
+
+    async def pending(self, validator_hotkey: str) -> list[OutboxEntry]:
+        """Unconfirmed predictions for a validator, oldest first."""
+        return await self._select("WHERE validator_hotkey = ? AND status = ?"
+                                  " ORDER BY created_ns", (validator_hotkey, PENDING))
+
+    async def get(self, prediction_id: str) -> OutboxEntry | None:
+        rows = await self._select("WHERE prediction_id = ?", (prediction_id,))
+        return rows[0] if rows else None
+
+    async def entries(self, validator_hotkey: str | None = None) -> list[OutboxEntry]:
+        if validator_hotkey is None:
+            return await self._select("ORDER BY created_ns", ())
+        return await self._select("WHERE validator_hotkey = ? ORDER BY created_ns",
+                                  (validator_hotkey,))
+
+    async def wagered(self, validator_hotkey: str, wager_day: str) -> float:
+        """Wagers pending or accepted with this validator on a hub UTC day."""
+
+        def op(db: sqlite3.Connection) -> float:
+            row = db.execute(
+                "SELECT COALESCE(SUM(wager), 0) FROM outbox WHERE validator_hotkey = ?"
+                " AND wager_day = ? AND status IN ('pending', 'accepted', 'duplicate')",
+                (validator_hotkey, wager_day)).fetchone()
+            return float(row[0])
+
+        return await self._db.submit(op)
+
+    async def counts(self, validator_hotkey: str | None = None) -> dict[str, int]:
+        """Number of predictions by status (rejections by ``rejected:<code>``)."""
+
+        def op(db: sqlite3.Connection) -> dict[str, int]:
+            query = ("SELECT status, code, COUNT(*) FROM outbox"
+                     + (" WHERE validator_hotkey = ?" if validator_hotkey else "")
+                     + " GROUP BY status, code")
+            args = (validator_hotkey,) if validator_hotkey else ()
+            counts: dict[str, int] = {}
+            for status, code, count in db.execute(query, args):
+                key = f"rejected:{code}" if status == ConfirmationStatus.REJECTED else status
+                counts[key] = counts.get(key, 0) + count
+            return counts
+
+        return await self._db.submit(op)
+
+    async def _select(self, where: str, args: tuple[Any, ...]) -> list[OutboxEntry]:
+        def op(db: sqlite3.Connection) -> list[OutboxEntry]:
+            rows = db.execute(
+                "SELECT prediction_id, validator_hotkey, miner_hotkey, game_id, wager,"
+                " wager_day, prediction, signature, status, code, message, receipt, created_ns"
+                f" FROM outbox {where}", args).fetchall()
+            return [OutboxEntry(row[0], row[1], row[2], row[3], row[4], row[5],
+                                json.loads(row[6]), row[7], row[8], row[9], row[10],
+                                json.loads(row[11]) if row[11] else None, row[12])
+                    for row in rows]
+
+        return await self._db.submit(op)

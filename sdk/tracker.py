@@ -1,0 +1,50 @@
+"""Client-side view of the game stream: epoch/seq tracking, gap detection and the
+game table. Pure logic, no I/O: the connection feeds it frames."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from .frames import GameUpdate
+from .models import Game
+
+
+class Applied(Enum):
+    APPLIED = "applied"     # new state, pass it on
+    STALE = "stale"         # already seen (seq not newer): ignore
+    GAP = "gap"             # something was missed: resync (subscribe) before trusting the table
+
+
+class StreamTracker:
+    """Holds ``games`` and the resume point (``epoch``, ``seq``) of one hub stream."""
+
+    def __init__(self) -> None:
+        self.epoch: str | None = None
+        self.seq: int | None = None
+        self.games: dict[str, Game] = {}
+        self.gaps = 0
+        self.snapshots = 0
+
+    def resume_point(self) -> tuple[str | None, int | None]:
+        """``epoch`` and ``since`` to send when reconnecting."""
+        return self.epoch, self.seq
+
+    def apply(self, update: GameUpdate) -> Applied:
+        if update.snapshot:
+            self.games = {game.game_id: game for game in update.games}
+            self.epoch, self.seq = update.epoch, update.seq
+            self.snapshots += 1
+            return Applied.APPLIED
+        if update.epoch != self.epoch or self.seq is None:
+            # an incremental update from a history we do not hold: cannot be trusted
+            self.gaps += 1
+            return Applied.GAP
+        if update.seq <= self.seq:
+            return Applied.STALE
+        if update.prev_seq > self.seq:
+            self.gaps += 1
+            return Applied.GAP
+        for game in update.games:
+            self.games[game.game_id] = game
+        self.seq = update.seq
+        return Applied.APPLIED
