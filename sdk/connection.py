@@ -70,6 +70,18 @@ log = logging.getLogger("sdk.connection")
 _FALLBACK_STATUSES = frozenset({404, 405, 426})
 _NO_FALLBACK_STATUSES = frozenset({401, 403, 429, 503})
 _RETRYABLE_REJECTIONS = frozenset({ErrorCode.RATE_LIMITED})
+_REFUSAL_REASONS = {
+    400: "malformed upgrade request",
+    401: "authentication failed (bad signature, stale or replayed nonce - check the "
+         "local clock - or signed for another validator hotkey)",
+    403: "this hotkey is not registered with (or is blacklisted by) this validator; "
+         "not retrying",
+    404: "no WebSocket endpoint at this address",
+    405: "the WebSocket upgrade is not allowed here",
+    426: "a proxy or server on the way does not allow WebSocket upgrades",
+    429: "too many connections or connects; retrying after Retry-After",
+    503: "the hub is shutting down or not ready; retrying after Retry-After",
+}
 
 
 class ConnectionState(StrEnum):
@@ -156,6 +168,7 @@ class ValidatorConnection:
         self._confirmation_channels: list[Channel[Confirmation]] = []
         self._state_channels: list[Channel[ConnectionState]] = []
         self._ready = asyncio.Event()
+        self._synced = asyncio.Event()  # the game table matches the hub's (set once)
         self._fatal: BaseException | None = None
         self._closing = False
         self._resyncing = False
@@ -192,10 +205,13 @@ class ValidatorConnection:
         self._supervisor = asyncio.create_task(self._supervise(), name="validator-connection")
 
     async def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait until open (WebSocket or HTTP fallback); raise the permanent error if the
-        connection gave up, or TimeoutError after ``timeout`` seconds."""
+        """Wait until open (WebSocket or HTTP fallback) with the game table loaded, so
+        :attr:`games` and the :meth:`submit` pre-check see the hub's games; raise the
+        permanent error if the connection gave up, or TimeoutError after ``timeout``
+        seconds."""
         async with asyncio.timeout(timeout):
             await self._ready.wait()
+            await self._synced.wait()
         if self._fatal is not None:
             raise self._fatal
 
@@ -229,6 +245,7 @@ class ValidatorConnection:
             await self._session.close()
             self._session = None
         self._ready.set()
+        self._synced.set()
 
     # -- public state ---------------------------------------------------------------------
 
@@ -404,9 +421,11 @@ class ValidatorConnection:
             if not future.done():
                 future.set_exception(error)
         self._waiters.clear()
-        for channel in (*self._update_channels, *self._confirmation_channels):
+        for channel in (*self._update_channels, *self._confirmation_channels,
+                        *self._state_channels):
             channel.close(error)
         self._ready.set()
+        self._synced.set()
 
     def _set_state(self, state: ConnectionState) -> None:
         if state == self.state:
@@ -460,7 +479,7 @@ class ValidatorConnection:
                 raise ConnectionError_(f"expected a welcome frame, got {welcome.TYPE}")
             return ws, welcome
         except aiohttp.WSServerHandshakeError as exc:
-            raise handshake_error(exc.status, {"detail": exc.message},
+            raise handshake_error(exc.status, {"detail": self._refusal_detail(exc.status)},
                                   _retry_after(exc.headers)) from None
         except (TimeoutError, aiohttp.ClientError, OSError, ProtocolError) as exc:
             if ws is not None:
@@ -475,11 +494,19 @@ class ValidatorConnection:
                     await asyncio.wait_for(ws.close(), 1.0)
             raise
 
+    def _refusal_detail(self, status: int) -> str:
+        reason = _REFUSAL_REASONS.get(status, "unexpected answer to the upgrade request")
+        return (f"validator {self.validator_hotkey} at {self._ws_url}{self._ws_path} refused "
+                f"the WebSocket upgrade of hotkey {self.miner_hotkey} with HTTP {status}: "
+                f"{reason}")
+
     async def _run_session(self, ws: aiohttp.ClientWebSocketResponse,
                            welcome: Welcome) -> ConnectionClosedError | None:
         """Serve one open WebSocket until it ends; return why it ended."""
         self._ws = ws
         self._on_welcome(welcome)
+        if welcome.resumed and welcome.epoch == self._tracker.epoch:
+            self._synced.set()  # the table we hold continues into this session
         interval = self._heartbeat_override or welcome.heartbeat_interval_s
         self._set_state(ConnectionState.OPEN)
         self._spawn(self._heartbeat_loop(ws, interval), "heartbeats")
@@ -512,7 +539,10 @@ class ValidatorConnection:
         self.welcome = welcome
         self.limits = welcome.limits
         rate = max(1.0, welcome.limits.messages_per_second * 0.8)
-        self._pacer = TokenBucket(rate=rate, capacity=rate, updated=time.monotonic())
+        if self._pacer.rate != rate:
+            # keep the bucket (and any debt) across reconnects to the same limits: a fresh
+            # burst after every reconnect would overrun the hub's per-hotkey limit
+            self._pacer = TokenBucket(rate=rate, capacity=rate, updated=time.monotonic())
         self._clock.add_rough(welcome.server_time_ns, time.time_ns())
         if welcome.epoch != self._tracker.epoch:
             self._resyncing = False
@@ -520,6 +550,7 @@ class ValidatorConnection:
     async def _heartbeat_loop(self, ws: aiohttp.ClientWebSocketResponse, interval: float) -> None:
         while not ws.closed:
             await self._send_ws(Heartbeat(time_ns=time.time_ns()).encode(), paced=False)
+            self._tracker.prune(self.server_now())  # the hub drops the same games
             await asyncio.sleep(interval)
 
     async def _send_ws(self, text: str, *, paced: bool = True) -> bool:
@@ -567,12 +598,16 @@ class ValidatorConnection:
         if result is Applied.GAP:
             if not self._resyncing:
                 log.info("game stream gap before seq %d: resyncing", update.seq)
-                await self._request_snapshot()
+                # never await a send here: the reader must keep reading (a send can
+                # block on a congested link and would hide a dead one)
+                self._resyncing = True
+                self._spawn(self._request_snapshot(), "resync")
             return
         if result is Applied.STALE:
             return
         if update.snapshot:
             self._resyncing = False
+        self._synced.set()
         for channel in self._update_channels:
             channel.push(update)
 

@@ -10,6 +10,7 @@ whatever bytes it is given: the hub calls it on untrusted input.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -228,12 +229,17 @@ def parse_frame(text: str | bytes, *, allowed: frozenset[str] | None = None) -> 
 
 def _parse_prediction(data: dict[str, Any]) -> PredictionFrame:
     raw = data.get("prediction")
-    ref = PredictionFrame.TYPE
-    if isinstance(raw, dict) and isinstance(raw.get("prediction_id"), str):
-        ref = _ref(raw["prediction_id"])
     if not isinstance(raw, dict):
         raise ProtocolError("prediction frame has no object 'prediction'",
-                            code=ErrorCode.INVALID_PREDICTION, ref=ref)
+                            code=ErrorCode.INVALID_PREDICTION, ref=PredictionFrame.TYPE)
+    if not isinstance(raw.get("prediction_id"), str):
+        # the id is the idempotency key: a hub must never make one up for the miner
+        raise ProtocolError("prediction.prediction_id is required (a UUID string)",
+                            code=ErrorCode.INVALID_PREDICTION, ref=PredictionFrame.TYPE)
+    try:
+        ref = str(uuid.UUID(raw["prediction_id"]))  # the form confirmations carry
+    except ValueError:
+        ref = _ref(raw["prediction_id"])
     try:
         frame = PredictionFrame.model_validate(data)
     except ValidationError as exc:

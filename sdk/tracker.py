@@ -3,10 +3,23 @@ game table. Pure logic, no I/O: the connection feeds it frames."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from enum import Enum
 
 from .frames import GameUpdate
 from .models import Game
+
+SETTLED_RETENTION = timedelta(hours=1)
+"""Settled games leave the game tables (hub and client alike) this long after their
+last update, so a hub running for days keeps its snapshots small."""
+
+
+def expired_games(games: Mapping[str, Game], before: datetime) -> list[str]:
+    """Ids of settled games last updated before ``before`` (the pruning rule both
+    sides apply, each on its own estimate of the hub clock)."""
+    return [game_id for game_id, game in games.items()
+            if game.settled and game.last_update_date < before]
 
 
 class Applied(Enum):
@@ -28,6 +41,12 @@ class StreamTracker:
     def resume_point(self) -> tuple[str | None, int | None]:
         """``epoch`` and ``since`` to send when reconnecting."""
         return self.epoch, self.seq
+
+    def prune(self, now: datetime, retention: timedelta = SETTLED_RETENTION) -> list[str]:
+        expired = expired_games(self.games, now - retention)
+        for game_id in expired:
+            del self.games[game_id]
+        return expired
 
     def apply(self, update: GameUpdate) -> Applied:
         if update.snapshot:

@@ -50,6 +50,7 @@ from .stream import GameFilter, GameStream, UpdateRecord
 log = logging.getLogger("server_stub.hub")
 
 _STRIKE_WINDOW_S = 10.0
+_END_TYPES = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
 
 
 class GameFeed(Protocol):
@@ -152,6 +153,7 @@ class Hub:
         while True:
             await asyncio.sleep(interval)
             deadline = time.monotonic() - 3 * interval
+            self.stream.prune(self.clock.now())
             text = Heartbeat(time_ns=self.clock.now_ns()).encode()
             for session in list(self.sessions.values()):
                 if session.last_received < deadline:
@@ -199,17 +201,20 @@ class Hub:
 
     # -- admission ----------------------------------------------------------------------
 
-    def admit(self, request: web.Request, body: bytes = b"", *, registered: bool = True) -> str:
+    def admit(self, request: web.Request, body: bytes = b"", *, registered: bool = True,
+              limit_address: bool = False) -> str:
         """Every check before the upgrade (or before an HTTP API call); returns the hotkey.
 
         ``registered=False`` skips the miner registry (the admin endpoint checks its
-        own list of hotkeys instead)."""
+        own list of hotkeys instead). ``limit_address`` applies the per-address connect
+        limit before the signature is even checked (upgrades only: the HTTP fallback of
+        many miners behind one address is limited per hotkey instead)."""
         if self.shutting_down:
             raise HubHTTPError(503, ErrorCode.SHUTTING_DOWN, "hub is shutting down",
                                retry_after=self.config.shutdown_retry_after_s)
         now = time.monotonic()
         address = request.remote or "?"
-        if not self.connect_limit_by_address.allow(address, now):
+        if limit_address and not self.connect_limit_by_address.allow(address, now):
             raise HubHTTPError(429, ErrorCode.RATE_LIMITED,
                                "too many requests from this address",
                                retry_after=_ceil(self.connect_limit_by_address.retry_after(address)))
@@ -231,7 +236,7 @@ class Hub:
         return hotkey
 
     def admit_connection(self, request: web.Request) -> str:
-        hotkey = self.admit(request)
+        hotkey = self.admit(request, limit_address=True)
         now = time.monotonic()
         if not self.connect_limit_by_hotkey.allow(hotkey, now):
             raise HubHTTPError(429, ErrorCode.RATE_LIMITED, "too many connects for this hotkey",
@@ -250,7 +255,9 @@ class Hub:
         except HubHTTPError as refusal:
             self.stats.handshake_refusals[refusal.status] += 1
             return error_response(refusal)
-        ws = web.WebSocketResponse(max_msg_size=self.config.max_frame_bytes,
+        # aiohttp refuses a frame whose size *reaches* max_msg_size; the announced
+        # limit is the largest frame allowed, so allow exactly max_frame_bytes.
+        ws = web.WebSocketResponse(max_msg_size=self.config.max_frame_bytes + 1,
                                    compress=self.config.compress, autoping=True,
                                    timeout=self.config.close_timeout_s)
         if not ws.can_prepare(request).ok:
@@ -269,9 +276,23 @@ class Hub:
         self._register(session)
         self._greet(session, epoch, since)
         session.start()
+        # The read loop runs in its own task so a close can stop it first and then
+        # run the full close handshake (see MinerSession.stop_reading).
+        reader = asyncio.create_task(self._read_loop(session),
+                                     name=f"read-{session.session_id}")
+        session.reader = reader
         try:
-            await self._read_loop(session)
+            await asyncio.wait({reader})
+            if not reader.cancelled():
+                reader.result()  # a bug in the loop surfaces here, as before
+            if session.close_task is not None:
+                # Returning before the close code is sent would let aiohttp close
+                # with 1000 instead.
+                await asyncio.wait({session.close_task})
         finally:
+            if not reader.done():
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
             self._unregister(session)
             await session.stop_sender()
         return ws
@@ -303,7 +324,14 @@ class Hub:
 
     async def _read_loop(self, session: MinerSession) -> None:
         ws = session.ws
-        async for message in ws:
+        while not session.closing:  # once closing, the close task owns the socket
+            session.reading = True
+            try:
+                message = await ws.receive()
+            finally:
+                session.reading = False
+            if message.type in _END_TYPES:
+                break
             session.last_received = time.monotonic()
             if session.closing:
                 break
@@ -325,13 +353,20 @@ class Hub:
                 break
 
     async def _on_text(self, session: MinerSession, text: str) -> None:
+        # counted before parsing, so a flood of garbage is limited like any other flood
+        allowed = self.message_limit.allow(session.hotkey, time.monotonic())
         try:
             frame = parse_frame(text, allowed=TO_HUB_TYPES)
         except ProtocolError as exc:
             self.stats.messages_in["invalid"] += 1
-            if exc.code not in (ErrorCode.MALFORMED_FRAME, ErrorCode.UNKNOWN_TYPE) and exc.ref:
+            if not allowed:
+                self._rate_limited(session, None)
+                return
+            if (exc.code not in (ErrorCode.MALFORMED_FRAME, ErrorCode.UNKNOWN_TYPE)
+                    and exc.ref and exc.ref != PredictionFrame.TYPE):
                 # a prediction whose fields are wrong: answer it like a rule rejection
-                # so the miner's pending submit resolves
+                # so the miner's pending submit resolves (only when its id could be
+                # read: ref is the frame type otherwise, not a prediction id)
                 self.stats.predictions[ConfirmationStatus.REJECTED] += 1
                 session.send(confirmation_frame(await self.desk.reject(
                     session.hotkey, exc.ref, str(exc.code), exc.message)))
@@ -339,7 +374,7 @@ class Hub:
             self._send_error(session, str(exc.code), exc.message, exc.ref)
             return
         self.stats.messages_in[frame.TYPE] += 1
-        if not self.message_limit.allow(session.hotkey, time.monotonic()):
+        if not allowed:
             self._rate_limited(session, frame)
             return
         if isinstance(frame, PredictionFrame):
@@ -389,7 +424,7 @@ class Hub:
         else:
             self._send_error(session, ErrorCode.RATE_LIMITED,
                              f"more than {self.config.messages_per_second:g} messages/s",
-                             frame.TYPE)
+                             None if frame is None else frame.TYPE)
 
     def _send_error(self, session: MinerSession, code: str, message: str,
                     ref: str | None) -> None:
@@ -441,6 +476,7 @@ class Hub:
         self.stats.closes[int(code)] += 1
         task = asyncio.create_task(self._finish_close(session, code, reason, drain),
                                    name=f"close-{session.session_id}")
+        session.close_task = task
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -448,6 +484,7 @@ class Hub:
                             drain: bool) -> None:
         if drain:
             await session.drain(self.config.close_timeout_s)
+        await session.stop_reading(self.config.close_timeout_s)
         await session.close(int(code), reason, self.config.close_timeout_s)
 
     async def on_deregistered(self, hotkeys: set[str]) -> None:

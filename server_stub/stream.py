@@ -12,8 +12,10 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sdk.models import Game
+from sdk.tracker import SETTLED_RETENTION, expired_games
 
 _FILTER_CACHE_LIMIT = 1024
 
@@ -100,6 +102,12 @@ class GameStream:
         """Drop games from the table (history keeps its past records)."""
         for game_id in game_ids:
             self.games.pop(game_id, None)
+
+    def prune(self, now: datetime, retention: timedelta = SETTLED_RETENTION) -> list[str]:
+        """Drop settled games older than ``retention`` (clients apply the same rule)."""
+        expired = expired_games(self.games, now - retention)
+        self.forget(expired)
+        return expired
 
     def snapshot(self, flt: GameFilter = ALL_GAMES) -> list[Game]:
         return flt.select(self.games.values())

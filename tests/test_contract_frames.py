@@ -308,6 +308,23 @@ def test_game_update_with_non_finite_odds_rejected():
     assert (error.code, error.ref) == ("malformed_frame", "game_update")
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("field", ["heartbeat_interval_s", "limits.messages_per_second",
+                                   "limits.daily_wager_limit", "limits.odds_tolerance"])
+def test_welcome_non_finite_numbers_rejected(field, bad):
+    # Regression: JSON has no NaN/Infinity, so such a welcome encoded them as null and
+    # its own parser could not read it back.
+    data = json.loads(json.dumps(VALID_DATA["welcome"]))
+    if field.startswith("limits."):
+        data["limits"][field.removeprefix("limits.")] = bad
+    else:
+        data[field] = bad
+    error = raises_protocol(envelope("welcome", data))
+    assert (error.code, error.ref) == ("malformed_frame", "welcome")
+    with pytest.raises(ValueError, match="finite"):
+        Welcome.model_validate(data)
+
+
 def test_subscribe_filter_limits():
     assert parse_frame(envelope("subscribe", {"sports": ["s"] * 64})).sports == ["s"] * 64
     error = raises_protocol(envelope("subscribe", {"sports": ["s"] * 65}))
@@ -397,7 +414,22 @@ def test_prediction_ref_when_another_field_fails_and_id_missing():
     fields = prediction_dict(wager="x")
     del fields["prediction_id"]
     error = raises_protocol(envelope("prediction", {"prediction": fields}))
-    assert (error.code, error.ref) == ("invalid_wager", "prediction")
+    assert (error.code, error.ref) == ("invalid_prediction", "prediction")
+
+
+def test_prediction_without_id_is_refused_not_given_one():
+    # the id is the idempotency key: inventing one would store every resend again
+    fields = prediction_dict()
+    del fields["prediction_id"]
+    error = raises_protocol(envelope("prediction", {"prediction": fields}))
+    assert (error.code, error.ref) == ("invalid_prediction", "prediction")
+    assert "prediction_id" in error.message
+
+
+def test_prediction_ref_is_the_canonical_uuid():
+    error = raises_protocol(prediction_text(prediction_id="6F9619FF-8B86-D011-B42D-00C04FC964FF",
+                                            wager="x"))
+    assert error.ref == "6f9619ff-8b86-d011-b42d-00c04fc964ff"
 
 
 @pytest.mark.parametrize("payload", [None, [], "x", 5, "missing"])
