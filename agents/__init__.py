@@ -1,1 +1,44 @@
-"""Agent framework and built-in prediction agents (coming in a later release)."""
+"""bettensor-ws agents: the agent framework and the built-in prediction agents.
+
+Strategy (an :class:`Agent`) is kept apart from I/O (the :class:`AgentRunner`, which
+drives one agent over one or many :class:`~sdk.ValidatorConnection`)::
+
+    from agents import AgentRunner, load_agent
+
+    agent = load_agent("value", kelly=0.25, max_stake=50)
+    async with ValidatorConnection(url, wallet, validator_hotkey) as conn:
+        stats = await AgentRunner(agent, [conn]).run()
+
+Pure pricing maths (de-vig, edge, Kelly) lives in :mod:`agents.pricing`.
+"""
+
+from .base import Agent, AgentContext, Pick
+from .budget import WagerLedger, fit_wager
+from .builtin import FavoriteAgent, ValueAgent
+from .registry import (
+    ENTRY_POINT_GROUP,
+    AgentLoadError,
+    available_agents,
+    load_agent,
+    load_agent_class,
+)
+from .runner import AgentRunner
+from .stats import RunnerStats, ValidatorStats
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Agent",
+    "AgentContext",
+    "AgentLoadError",
+    "AgentRunner",
+    "FavoriteAgent",
+    "Pick",
+    "RunnerStats",
+    "ValidatorStats",
+    "ValueAgent",
+    "WagerLedger",
+    "available_agents",
+    "fit_wager",
+    "load_agent",
+    "load_agent_class",
+]

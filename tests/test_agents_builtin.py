@@ -1,0 +1,215 @@
+"""The agent contract and the built-in agents, without sockets: a hand-made context."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents import Agent, AgentContext, FavoriteAgent, Pick, ValueAgent, pricing
+from agents.base import agent_logger
+from agents.builtin import market
+from sdk.models import Game, Prediction
+
+from .conftest import future_game
+
+
+def make_ctx(games: list[Game] | None = None, *, bankroll: float = 1000.0,
+             validator: str = "5Validator") -> AgentContext:
+    table = {g.game_id: g for g in games or []}
+    return AgentContext(validator_hotkey=validator, server_time=datetime.now(UTC),
+                        bankroll_left=bankroll, daily_budget=1000.0,
+                        wagered_today=1000.0 - bankroll, games=MappingProxyType(table),
+                        logger=agent_logger("test", validator))
+
+
+def two_way(game_id: str, a: float, b: float, **kw) -> Game:
+    return future_game(game_id, sport="basketball", league="NBA", team_a_odds=a,
+                       team_b_odds=b, **kw)
+
+
+# -- base contract ----------------------------------------------------------------------
+
+
+def test_agent_name_and_description_default_from_the_class():
+    class MyStrategy(Agent):
+        """Bets on nothing at all.
+
+        More text."""
+
+        async def on_games(self, games, ctx):
+            return []
+
+    assert MyStrategy.name == "MyStrategy"
+    assert MyStrategy.description == "Bets on nothing at all."
+    assert FavoriteAgent.name == "favorite" and ValueAgent.name == "value"
+
+    class Sub(FavoriteAgent):
+        pass
+
+    assert Sub.name == "Sub"  # a subclass does not impersonate its parent
+
+
+def test_agent_is_abstract():
+    with pytest.raises(TypeError):
+        Agent()  # type: ignore[abstract]
+
+
+def test_interested_in_filters_sports_and_leagues_case_insensitively():
+    agent = FavoriteAgent(sports=("Soccer",), leagues=("epl", "La Liga"))
+    assert agent.interested_in(future_game("a", sport="soccer", league="EPL"))
+    assert agent.interested_in(future_game("b", sport="SOCCER", league="la liga"))
+    assert not agent.interested_in(future_game("c", sport="soccer", league="MLS"))
+    assert not agent.interested_in(future_game("d", sport="basketball", league="EPL"))
+    assert FavoriteAgent().interested_in(future_game("e", sport="cricket", league="IPL"))
+
+
+def test_pick_validation():
+    Pick("g1", 0, 10.0)
+    Pick("g1", "tie", 0.0, confidence=1.0, model_name="m")
+    for kwargs in (dict(game_id=""), dict(outcome=True), dict(outcome=1.5),
+                   dict(wager=-1.0), dict(wager=float("nan")), dict(wager=float("inf")),
+                   dict(wager="10"), dict(confidence=1.5), dict(confidence=-0.1)):
+        values = {"game_id": "g1", "outcome": 0, "wager": 1.0, **kwargs}
+        with pytest.raises(ValueError):
+            Pick(**values)
+
+
+def test_pick_completes_at_the_games_current_odds():
+    game = future_game("g1", team_a_odds=1.8, team_b_odds=4.2, tie_odds=3.6)
+    prediction = Pick("g1", "g1-away", 12.5, confidence=0.4).to_prediction(
+        game, model_name="agent")
+    assert isinstance(prediction, Prediction)
+    assert (prediction.predicted_outcome, prediction.predicted_odds) == (1, 4.2)
+    assert (prediction.team_a_odds, prediction.team_b_odds, prediction.tie_odds) == \
+        (1.8, 4.2, 3.6)
+    assert (prediction.wager, prediction.confidence_score, prediction.model_name) == \
+        (12.5, 0.4, "agent")
+    tie = Pick("g1", "tie", 1.0, model_name="own").to_prediction(game, wager=0.5,
+                                                                  model_name="agent")
+    assert (tie.predicted_outcome, tie.predicted_odds, tie.wager, tie.model_name) == \
+        (2, 3.6, 0.5, "own")
+    with pytest.raises(ValueError):
+        Pick("other", 0, 1.0).to_prediction(game)
+
+
+def test_agent_logger_prefixes_agent_and_validator(caplog):
+    logger = agent_logger("value", "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty")
+    with caplog.at_level(logging.INFO, logger="agents.value"):
+        logger.info("hello %s", "world")
+    record = caplog.records[-1]
+    assert record.getMessage() == "[value@5FHneW46] hello world"
+    assert record.agent == "value"
+
+
+# -- favorite ---------------------------------------------------------------------------
+
+
+async def test_favorite_picks_the_shortest_price_with_a_flat_stake():
+    games = [two_way("a", 1.5, 2.6), two_way("b", 2.9, 1.4),
+             future_game("c", team_a_odds=4.0, team_b_odds=3.9, tie_odds=2.5)]
+    picks = await FavoriteAgent(stake=7.0).on_games(games, make_ctx(games))
+    by_game = {p.game_id: p for p in picks}
+    assert {g: p.outcome for g, p in by_game.items()} == {"a": 0, "b": 1, "c": 2}
+    assert all(p.wager == 7.0 and p.model_name == "favorite" for p in picks)
+    assert by_game["a"].confidence == pytest.approx(pricing.devig([1.5, 2.6])[0], abs=1e-6)
+
+
+async def test_favorite_options():
+    games = [future_game("c", team_a_odds=4.0, team_b_odds=3.9, tie_odds=2.5),
+             two_way("even", 3.1, 3.0)]
+    no_tie = await FavoriteAgent(include_tie=False).on_games(games, make_ctx(games))
+    assert [(p.game_id, p.outcome) for p in no_tie] == [("c", 1), ("even", 1)]
+    capped = await FavoriteAgent(max_odds=2.8).on_games(games, make_ctx(games))
+    assert [p.game_id for p in capped] == ["c"]  # no favourite at 3.0 or shorter
+    with pytest.raises(ValueError):
+        FavoriteAgent(stake=0)
+    with pytest.raises(ValueError):
+        FavoriteAgent(max_odds=float("nan"))
+
+
+async def test_favorite_never_stakes_more_than_the_bankroll_left():
+    games = [two_way(f"g{i}", 1.5, 2.6, start_in=timedelta(hours=2 + i)) for i in range(4)]
+    picks = await FavoriteAgent(stake=10.0).on_games(games, make_ctx(games, bankroll=25.0))
+    assert [(p.game_id, p.wager) for p in picks] == [("g0", 10.0), ("g1", 10.0), ("g2", 5.0)]
+    assert await FavoriteAgent().on_games(games, make_ctx(games, bankroll=0.0)) == []
+
+
+def test_market_refuses_broken_prices():
+    assert market(two_way("x", 1.0, 2.0)) == []
+    assert market(future_game("y")) == [(0, 2.1), (1, 3.4), (2, 3.3)]
+    assert market(future_game("z", can_tie=False)) == [(0, 2.1), (1, 3.4)]
+
+
+# -- value ------------------------------------------------------------------------------
+
+
+async def test_value_never_bets_the_market_back_to_itself():
+    # No home advantage, no ratings: the model is the de-vigged market, and with a
+    # margin every edge is negative.
+    games = [future_game("g1"), two_way("g2", 1.9, 1.9), two_way("g3", 1.2, 4.5)]
+    agent = ValueAgent(home_advantage=0.0)
+    assert await agent.on_games(games, make_ctx(games)) == []
+
+
+async def test_value_stakes_fractional_kelly_on_the_home_advantage():
+    game = two_way("g1", 2.0, 2.0)
+    agent = ValueAgent(home_advantage=0.2, kelly=0.25, max_stake=1000.0)
+    [pick] = await agent.on_games([game], make_ctx([game], bankroll=800.0))
+    p = pricing.tilt([0.5, 0.5], 0.2)[0]
+    assert pick.outcome == 0
+    assert pick.confidence == pytest.approx(p, abs=1e-6)
+    assert pick.wager == pytest.approx(0.25 * (p * 2.0 - 1) / (2.0 - 1) * 800.0)
+
+
+async def test_value_follows_ratings_and_caps_the_stake():
+    game = two_way("g1", 2.0, 2.0)
+    agent = ValueAgent(home_advantage=0.1, ratings={"g1-away": 200.0}, max_stake=5.0)
+    [pick] = await agent.on_games([game], make_ctx([game]))
+    assert (pick.outcome, pick.wager) == (1, 5.0)
+    assert agent.shift(game) == pytest.approx(0.1 - 200 * 2.302585 / 400, rel=1e-5)
+
+
+async def test_value_min_edge_and_power_devig():
+    game = two_way("g1", 2.0, 2.0)
+    small_edge = pricing.edge(pricing.tilt([0.5, 0.5], 0.1)[0], 2.0)
+    assert await ValueAgent(min_edge=small_edge + 0.001).on_games([game], make_ctx([game])) == []
+    assert await ValueAgent(min_edge=small_edge - 0.001).on_games([game], make_ctx([game]))
+    power = ValueAgent(devig_method="power", home_advantage=0.3)
+    assert await power.on_games([game], make_ctx([game]))
+
+
+def test_value_options_are_checked():
+    for kwargs in (dict(kelly=0), dict(kelly=1.5), dict(home_advantage=float("inf")),
+                   dict(max_stake=0), dict(min_stake=-1), dict(devig_method="nope")):
+        with pytest.raises(ValueError):
+            ValueAgent(**kwargs)
+
+
+async def test_value_funds_the_best_edges_first():
+    small = two_way("small", 2.0, 2.0)
+    large = two_way("large", 2.2, 2.0)  # same model probability, better price
+    agent = ValueAgent(home_advantage=0.2, kelly=1.0, max_stake=1000.0)
+    picks = await agent.on_games([small, large], make_ctx([small, large], bankroll=100.0))
+    assert [p.game_id for p in picks] == ["large", "small"]
+    assert sum(p.wager for p in picks) <= 100.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(1.05, 10.0), st.floats(1.05, 10.0)), min_size=1,
+                max_size=12),
+       st.floats(0.0, 2000.0), st.floats(-1.0, 1.0), st.floats(0.05, 1.0))
+async def test_value_stakes_never_exceed_the_bankroll_left(prices, bankroll, home, kelly):
+    games = [two_way(f"g{i}", a, b) for i, (a, b) in enumerate(prices)]
+    agent = ValueAgent(home_advantage=home, kelly=kelly, max_stake=10_000.0)
+    picks = await agent.on_games(games, make_ctx(games, bankroll=bankroll))
+    assert sum(p.wager for p in picks) <= bankroll + 1e-9
+    assert all(p.wager > 0 for p in picks)
+    assert len({p.game_id for p in picks}) == len(picks)
+    for pick in picks:  # only positive edges are bet
+        value = {v.outcome: v for v in agent.valuations(games[int(pick.game_id[1:])])}
+        assert value[pick.outcome].edge > 0
