@@ -110,7 +110,8 @@ async def handle_predictions(request: web.Request) -> web.Response:
         envelope = load_json(body)
         frame = parse_frame(json.dumps({"type": PredictionFrame.TYPE, "data": envelope}))
     except ProtocolError as exc:
-        if exc.code in (ErrorCode.MALFORMED_FRAME, ErrorCode.UNKNOWN_TYPE) or not exc.ref:
+        if (exc.code in (ErrorCode.MALFORMED_FRAME, ErrorCode.UNKNOWN_TYPE) or not exc.ref
+                or exc.ref == PredictionFrame.TYPE):  # no prediction id to answer for
             hub.stats.errors[str(exc.code)] += 1
             return web.json_response({"error": str(exc.code), "detail": exc.message},
                                      status=400)
@@ -142,8 +143,13 @@ async def handle_games(request: web.Request) -> web.Response:
     except HubHTTPError as error:
         return _refusal(hub, error)
     missed = hub.stream.missed(epoch, since, flt)
-    if missed == [] and since is not None:
-        await hub.wait_for_update(since, timeout)
+    deadline = time.monotonic() + timeout
+    while missed == [] and not hub.shutting_down:
+        # wait for news for *this* filter: an update to other games is not news
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        await hub.wait_for_update(hub.stream.seq, remaining)
         missed = hub.stream.missed(epoch, since, flt)
     updates: list[dict[str, Any]]
     if missed is None:

@@ -19,6 +19,8 @@ from .stream import GameFilter
 
 log = logging.getLogger("server_stub.session")
 
+_FLUSH_POLL_S = 0.02
+
 
 class MinerSession:
     """An authenticated miner connection."""
@@ -39,6 +41,11 @@ class MinerSession:
         self._on_overflow = on_overflow
         self._on_sent = on_sent
         self._sender: asyncio.Task[None] | None = None
+        self._sending = False  # the sender is inside send_str (waiting for the socket)
+        self._stopping = False  # the close handshake has begun: send nothing more
+        self.reader: asyncio.Task[None] | None = None  # the hub's read loop
+        self.reading = False  # the read loop is idle in receive()
+        self.close_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._sender = asyncio.create_task(self._send_loop(), name=f"send-{self.session_id}")
@@ -59,15 +66,15 @@ class MinerSession:
         return self._queue.qsize()
 
     async def _send_loop(self) -> None:
-        sent = 0
         try:
-            while True:
+            while not self._stopping:
                 text = await self._queue.get()
+                self._sending = True
                 try:
                     await self.ws.send_str(text)
                 finally:
+                    self._sending = False
                     self._queue.task_done()
-                sent += 1
                 self._on_sent(1)
         except asyncio.CancelledError:
             raise
@@ -86,17 +93,55 @@ class MinerSession:
             self._sender.cancel()
             await asyncio.gather(self._sender, return_exceptions=True)
 
+    async def stop_reading(self, timeout: float) -> None:
+        """End the read loop before the close handshake.
+
+        When close() interrupts a pending receive(), aiohttp drops the TCP connection
+        right after sending the close frame instead of waiting for the peer's; a peer
+        that reads the close frame after the FIN then reports 1006, losing the code.
+        With no receive() pending, close() waits for the peer's close frame.
+        """
+        reader = self.reader
+        if reader is None or reader.done() or reader is asyncio.current_task():
+            return
+        if self.reading:
+            reader.cancel()  # idle in receive(): an unread frame stays unread
+        # else it finishes the frame in hand and stops (closing is set)
+        await asyncio.wait({reader}, timeout=timeout)
+
     async def close(self, code: int, reason: str, timeout: float) -> None:
-        """Close handshake bounded by ``timeout``; then the transport is aborted."""
-        await self.stop_sender()
+        """Close handshake bounded by ``timeout``; then unsent bytes are dropped."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._stopping = True
+        if not self._sending:
+            await self.stop_sender()
+        # else: the sender waits for the socket to drain; cancelling it would cancel
+        # the protocol's drain future that ws.close() is about to wait on too (aiohttp
+        # shares one), killing the close before the code is sent. It stops by itself
+        # after its current frame.
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:120]),
                                    timeout)
+        except asyncio.CancelledError:
+            self._abort_if_unsent()
+            await self.stop_sender()
+            raise
         except Exception as exc:
             log.debug("close of %s did not complete: %r", self.hotkey, exc)
-        finally:
-            # A peer that never reads keeps unsent bytes (and the socket) alive
-            # forever after a graceful close: drop them.
-            transport = self.request.transport
-            if transport is not None and transport.get_write_buffer_size() > 0:
-                transport.abort()
+        await self.stop_sender()
+        # The close frame can still sit in the transport buffer behind frames the
+        # peer has not read yet (a slow consumer): give the peer the rest of the
+        # timeout to take them, so it learns the close code. A peer that never
+        # reads would keep those bytes (and the socket) alive forever: drop them.
+        transport = self.request.transport
+        while transport is not None and loop.time() < deadline:
+            if transport.get_write_buffer_size() == 0:
+                return
+            await asyncio.sleep(_FLUSH_POLL_S)  # asyncio has no "buffer empty" event
+        self._abort_if_unsent()
+
+    def _abort_if_unsent(self) -> None:
+        transport = self.request.transport
+        if transport is not None and transport.get_write_buffer_size() > 0:
+            transport.abort()

@@ -18,7 +18,8 @@ from bittensor import http_auth
 from bittensor.keyfiles import Keypair
 from yarl import URL
 
-from sdk.models import Game
+from sdk.models import Game, Prediction
+from sdk.signing import sign_prediction
 from server_stub import HUB_KEY, Hub, HubConfig, create_app
 
 VALIDATOR = Keypair.create_from_uri("//Alice")
@@ -70,13 +71,40 @@ class RunningHub:
         return "/ws" + (f"?{urlencode(params)}" if params else "")
 
     async def connect(self, key: Keypair, *, headers: dict[str, str] | None = None,
-                      **query: Any) -> aiohttp.ClientWebSocketResponse:
+                      compress: int = 15, **query: Any) -> aiohttp.ClientWebSocketResponse:
+        """Open a btauth/1-signed WebSocket (``compress=0`` declines permessage-deflate)."""
         path = self.ws_path(**query)
         ws = await self.session.ws_connect(self.url(path),
                                            headers=headers or self.signed(key, "GET", path),
-                                           autoping=True, heartbeat=None)
+                                           autoping=True, heartbeat=None, compress=compress)
         self.sockets.append(ws)
         return ws
+
+    async def request(self, method: str, path: str, *, key: Keypair | None = None,
+                      body: bytes = b"", headers: dict[str, str] | None = None,
+                      timeout: float = 10.0) -> tuple[int, Any, Any]:
+        """A plain HTTP call (signed by ``key`` unless ``headers`` are given); returns
+        (status, JSON body or {"raw": text}, response headers)."""
+        if headers is None:
+            headers = self.signed(key, method, path, body) if key is not None else {}
+        headers = dict(headers)
+        if body:
+            headers.setdefault("Content-Type", "application/json")
+        async with self.session.request(method, self.url(path), data=body or None,
+                                        headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=timeout)
+                                        ) as response:
+            text = await response.text()
+            try:
+                payload = json.loads(text)
+            except ValueError:
+                payload = {"raw": text}
+            return response.status, payload, response.headers
+
+    async def health(self) -> dict[str, Any]:
+        status, body, _ = await self.request("GET", "/ws/health")
+        assert status == 200, body
+        return body
 
     async def handshake_status(self, key: Keypair | None, *,
                                headers: dict[str, str] | None = None,
@@ -105,6 +133,63 @@ class RunningHub:
                                      headers=headers) as response:
             assert response.status == 200, await response.text()
             return await response.json()
+
+
+def games_body(games: list[Game]) -> bytes:
+    return json.dumps({"games": [g.model_dump(mode="json") for g in games]}).encode()
+
+
+def prediction_data(key: Keypair | None, prediction: Prediction | dict[str, Any],
+                    ) -> dict[str, Any]:
+    """The ``data`` of a prediction frame, signed by ``key`` (unsigned when None)."""
+    wire = prediction.wire() if isinstance(prediction, Prediction) else prediction
+    data: dict[str, Any] = {"prediction": wire}
+    if key is not None:
+        data["signature"] = sign_prediction(key, wire)
+    return data
+
+
+async def send_frame(ws: aiohttp.ClientWebSocketResponse, frame_type: str,
+                     data: dict[str, Any]) -> None:
+    await ws.send_str(json.dumps({"type": frame_type, "data": data}))
+
+
+async def send_prediction(ws: aiohttp.ClientWebSocketResponse, key: Keypair | None,
+                          prediction: Prediction | dict[str, Any]) -> None:
+    await send_frame(ws, "prediction", prediction_data(key, prediction))
+
+
+async def receive_close(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0,
+                        limit: int = 100_000) -> tuple[int | None, list[dict]]:
+    """Read until the hub closes the socket (bounded); returns (close code, frames
+    read before the close)."""
+    frames: list[dict] = []
+
+    async def read() -> int | None:
+        for _ in range(limit):
+            message = await ws.receive()
+            if message.type is aiohttp.WSMsgType.TEXT:
+                frames.append(json.loads(message.data))
+                continue
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                                aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                return ws.close_code
+        raise AssertionError(f"socket still open after {limit} frames")
+
+    return await asyncio.wait_for(read(), timeout), frames
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 5.0,
+                     interval: float = 0.01) -> None:
+    """Await until ``predicate()`` is truthy (bounded)."""
+
+    async def poll() -> None:
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(interval)
+
+    await asyncio.wait_for(poll(), timeout)
 
 
 async def receive_json(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> dict:
@@ -160,5 +245,66 @@ async def start_hub(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     await session.close()
 
 
-async def stop_hub(running: RunningHub) -> None:
-    await running.server.close()
+async def stop_hub(running: RunningHub, timeout: float = 15.0) -> list[int | None]:
+    """Gracefully stop a hub while its open client sockets keep reading, as real miners
+    do (an unread socket cannot answer the close handshake, which then waits for
+    ``close_timeout_s``). Returns the close code each open socket saw."""
+    open_sockets = [ws for ws in running.sockets if not ws.closed]
+    readers = [asyncio.create_task(receive_close(ws, timeout=timeout)) for ws in open_sockets]
+    try:
+        await asyncio.wait_for(running.server.close(), timeout)
+        results = await asyncio.gather(*readers)
+    finally:
+        for reader in readers:
+            reader.cancel()
+    return [code for code, _ in results]
+
+
+# -- client tests: a fault-injecting proxy in front of the hub, and miner connections ----
+
+
+@pytest.fixture
+async def fault_proxy() -> AsyncIterator[Callable[..., Any]]:
+    """``await fault_proxy(running_hub)``: a :class:`tests.faultproxy.FaultProxy` on its
+    own loopback port forwarding to the hub (closed after the test)."""
+    from .faultproxy import FaultProxy
+
+    proxies: list[FaultProxy] = []
+
+    async def make(target: RunningHub | int, **options: Any) -> FaultProxy:
+        port = target if isinstance(target, int) else target.server.port
+        assert port is not None
+        proxy = await FaultProxy(port, **options).start()
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        await proxy.close()
+
+
+FAST_CLIENT: dict[str, Any] = dict(
+    outbox=":memory:", backoff_base=0.02, backoff_cap=0.25, handshake_timeout=2.0,
+    heartbeat_interval_s=0.5, fallback_after=3, ws_probe_interval=0.3,
+    long_poll_timeout=1.0, cutoff_margin_s=0.0, ready_timeout=10.0)
+"""ValidatorConnection options that keep client tests fast."""
+
+
+@pytest.fixture
+async def miner(start_hub: Any, fault_proxy: Any) -> AsyncIterator[Callable[..., Any]]:
+    """``miner(url, key=Bob, **options)``: a (not yet started) ValidatorConnection with
+    fast test timings, closed after the test (before the hub and the proxy stop)."""
+    from sdk.connection import ValidatorConnection
+
+    connections: list[ValidatorConnection] = []
+
+    def make(url: Any, key: Keypair | None = None, **options: Any) -> ValidatorConnection:
+        target = url if isinstance(url, str) else url.url  # a FaultProxy
+        conn = ValidatorConnection(target, key or miner_key("Bob"), VALIDATOR.ss58_address,
+                                   **{**FAST_CLIENT, **options})
+        connections.append(conn)
+        return conn
+
+    yield make
+    for conn in connections:
+        await asyncio.wait_for(conn.close(), 10.0)
