@@ -70,6 +70,7 @@ log = logging.getLogger("sdk.connection")
 _FALLBACK_STATUSES = frozenset({404, 405, 426})
 _NO_FALLBACK_STATUSES = frozenset({401, 403, 429, 503})
 _RETRYABLE_REJECTIONS = frozenset({ErrorCode.RATE_LIMITED})
+_STABLE_SESSION_S = 10.0
 _REFUSAL_REASONS = {
     400: "malformed upgrade request",
     401: "authentication failed (bad signature, stale or replayed nonce - check the "
@@ -234,7 +235,7 @@ class ValidatorConnection:
                                   "outbox and are resent by the next connection")
         for future in self._waiters.values():
             if not future.done():
-                future.set_exception(closed)
+                _fail_future(future, closed)
         self._waiters.clear()
         for channel in (*self._update_channels, *self._confirmation_channels,
                         *self._state_channels):
@@ -321,7 +322,8 @@ class ValidatorConnection:
         if self._fatal is not None:
             raise self._fatal
         if self.outbox is None or self._closing:
-            raise ConnectionError_("the connection is not started (use 'async with')")
+            raise ConnectionError_("the connection is not started (use 'async with' or "
+                                   "'await conn.start()')")
         now = self.server_now()
         day = wager_day(now).isoformat()
         rules = Rules(
@@ -365,7 +367,8 @@ class ValidatorConnection:
     # -- supervisor -----------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        failures = 0
+        failures = 0  # connect attempts that failed in a row
+        flaps = 0     # sessions in a row that ended soon after opening
         try:
             while not self._closing:
                 self._set_state(ConnectionState.CONNECTING)
@@ -390,13 +393,18 @@ class ValidatorConnection:
                         continue
                     ws, welcome = opened
                 failures = 0
+                opened_at = time.monotonic()
                 ended = await self._run_session(ws, welcome)
                 if ended is not None and not ended.retryable:
                     self._fail(ended)
                     return
                 self.reconnects += 1
+                # a hub that accepts and drops at once must not be hammered at the base
+                # delay forever: short sessions in a row grow the backoff too
+                stable = time.monotonic() - opened_at >= _STABLE_SESSION_S
+                flaps = 1 if stable else flaps + 1
                 self._set_state(ConnectionState.BACKOFF)
-                await asyncio.sleep(self._backoff.delay(1))
+                await asyncio.sleep(self._backoff.delay(flaps))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: surface it instead of dying silently
@@ -419,7 +427,7 @@ class ValidatorConnection:
         self._set_state(ConnectionState.CLOSED)
         for future in self._waiters.values():
             if not future.done():
-                future.set_exception(error)
+                _fail_future(future, error)
         self._waiters.clear()
         for channel in (*self._update_channels, *self._confirmation_channels,
                         *self._state_channels):
@@ -507,7 +515,9 @@ class ValidatorConnection:
         self._on_welcome(welcome)
         if welcome.resumed and welcome.epoch == self._tracker.epoch:
             self._synced.set()  # the table we hold continues into this session
-        interval = self._heartbeat_override or welcome.heartbeat_interval_s
+        # never slower than the hub's interval, or the hub drops us as silent
+        interval = min(self._heartbeat_override or welcome.heartbeat_interval_s,
+                       welcome.heartbeat_interval_s)
         self._set_state(ConnectionState.OPEN)
         self._spawn(self._heartbeat_loop(ws, interval), "heartbeats")
         self._spawn(self._resend_pending(), "resend")
@@ -526,7 +536,7 @@ class ValidatorConnection:
                     break
             reason = ws.close_code
             error = close_error(reason, _close_reason(message))
-            log.info("hub closed the connection: %s", error)
+            log.info("connection to the hub ended: %s", error)
             return error
         finally:
             self._ws = None
@@ -572,7 +582,13 @@ class ValidatorConnection:
         would otherwise trip its rate limit)."""
         delay = self._pacer.reserve(time.monotonic())
         if delay > 0:
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                # never sent (the session ended): give the slot back, or every
+                # reconnect would leave debt that delays the resend of the outbox
+                self._pacer.tokens = min(self._pacer.capacity, self._pacer.tokens + 1)
+                raise
 
     async def _on_text(self, text: str) -> None:
         try:
@@ -656,7 +672,7 @@ class ValidatorConnection:
             log.error("%s", error)
             future = self._waiters.pop(pid, None)
             if future is not None and not future.done():
-                future.set_exception(error)
+                _fail_future(future, error)
             return
         confirmation = Confirmation.model_validate(data)
         if (confirmation.status is ConfirmationStatus.REJECTED
@@ -682,7 +698,7 @@ class ValidatorConnection:
         if future is None or future.done():
             return
         if confirmation.status is ConfirmationStatus.REJECTED:
-            future.set_exception(PredictionRejected(
+            _fail_future(future, PredictionRejected(
                 confirmation.message, code=confirmation.code,
                 prediction_id=confirmation.prediction_id, confirmation=confirmation))
         else:
@@ -821,6 +837,14 @@ async def _detaching(channel: Channel[Any], owners: list[Any]) -> AsyncIterator[
     finally:
         with contextlib.suppress(ValueError):
             owners.remove(channel)
+
+
+def _fail_future(future: asyncio.Future[Any], error: BaseException) -> None:
+    """Fail a submit() waiter. A caller that gave up waiting (its timeout passed) leaves
+    the future unobserved: mark the error retrieved so asyncio does not log it as lost
+    (the outbox keeps the prediction; awaiting the future still raises)."""
+    future.set_exception(error)
+    future.exception()
 
 
 def _prediction_text(entry: OutboxEntry) -> str:
