@@ -11,6 +11,10 @@ from enum import IntEnum, StrEnum
 
 PROTOCOL_VERSION = "bt-ws/1"
 
+ERROR_HEADER = "X-Bt-Error"
+"""Response header repeating the ``error`` code of an HTTP refusal (readable by
+WebSocket clients that never see the body of a refused upgrade)."""
+
 
 class CloseCode(IntEnum):
     """WebSocket close codes the hub sends, with the client's retry policy."""

@@ -34,7 +34,7 @@ from yarl import URL
 from .backoff import Backoff
 from .channels import Channel, UpdateChannel
 from .clocksync import ClockEstimator
-from .codes import ConfirmationStatus, ErrorCode
+from .codes import ERROR_HEADER, ConfirmationStatus, ErrorCode
 from .errors import (
     BettensorWSError,
     ConnectionClosedError,
@@ -487,7 +487,9 @@ class ValidatorConnection:
                 raise ConnectionError_(f"expected a welcome frame, got {welcome.TYPE}")
             return ws, welcome
         except aiohttp.WSServerHandshakeError as exc:
-            raise handshake_error(exc.status, {"detail": self._refusal_detail(exc.status)},
+            code = exc.headers.get(ERROR_HEADER) if exc.headers else None
+            raise handshake_error(exc.status, {"error": code,
+                                               "detail": self._refusal_detail(exc.status, code)},
                                   _retry_after(exc.headers)) from None
         except (TimeoutError, aiohttp.ClientError, OSError, ProtocolError) as exc:
             if ws is not None:
@@ -502,11 +504,14 @@ class ValidatorConnection:
                     await asyncio.wait_for(ws.close(), 1.0)
             raise
 
-    def _refusal_detail(self, status: int) -> str:
+    def _refusal_detail(self, status: int, code: str | None = None) -> str:
         reason = _REFUSAL_REASONS.get(status, "unexpected answer to the upgrade request")
+        if code == ErrorCode.WRONG_RECEIVER:
+            reason = ("the upgrade was signed for another validator: check validator_hotkey "
+                      "(it must be this hub's hotkey)")
         return (f"validator {self.validator_hotkey} at {self._ws_url}{self._ws_path} refused "
-                f"the WebSocket upgrade of hotkey {self.miner_hotkey} with HTTP {status}: "
-                f"{reason}")
+                f"the WebSocket upgrade of hotkey {self.miner_hotkey} with HTTP {status}"
+                f"{f' ({code})' if code else ''}: {reason}")
 
     async def _run_session(self, ws: aiohttp.ClientWebSocketResponse,
                            welcome: Welcome) -> ConnectionClosedError | None:

@@ -100,7 +100,16 @@ class HandshakeError(ConnectionError_):
 
 
 class AuthenticationError(HandshakeError):
-    """401: bad signature, stale or replayed nonce, or signed for another validator."""
+    """401: bad signature, stale or replayed nonce, or signed for another validator.
+
+    Retried (a fresh nonce fixes a replay, a corrected clock a stale one), except
+    ``wrong_receiver``: the connection names the wrong validator hotkey and no retry
+    can fix that."""
+
+    def __init__(self, message: str, *, status: int, code: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, status=status, code=code, retry_after=retry_after)
+        self.retryable = code != ErrorCode.WRONG_RECEIVER
 
 
 class NotRegisteredError(HandshakeError):

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from sdk.codes import CloseCode, ConfirmationStatus, ErrorCode
+from sdk.codes import ERROR_HEADER, CloseCode, ConfirmationStatus, ErrorCode
 from sdk.errors import ProtocolError
 from sdk.frames import (
     TO_HUB_TYPES,
@@ -523,7 +523,9 @@ class Hub:
 
 
 def error_response(error: HubHTTPError) -> web.Response:
-    headers = {}
+    # The code also travels in a header: WebSocket clients (aiohttp's among them) see
+    # a refused upgrade's status and headers but not its body.
+    headers = {ERROR_HEADER: str(error.code)}
     if error.retry_after is not None:
         headers["Retry-After"] = str(_ceil(error.retry_after))
     return web.json_response({"error": str(error.code), "detail": error.detail},

@@ -10,7 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sdk.connection import ConnectionState, ValidatorConnection
-from sdk.errors import DeregisteredError, NotRegisteredError, ReplacedError
+from sdk.errors import (
+    AuthenticationError,
+    DeregisteredError,
+    NotRegisteredError,
+    ReplacedError,
+)
 from sdk.models import Prediction
 from server_stub import AllowListRegistry, GameSimulator, HubClock
 
@@ -316,3 +321,21 @@ async def test_notebook_style_top_level_await_without_a_context_manager(start_hu
     await eventually(lambda: not running.hub.sessions, 5.0)
     await conn.close()  # closing twice is harmless
 
+
+
+async def test_wrong_validator_hotkey_is_a_permanent_error(start_hub):
+    """A connection configured with another validator's hotkey gets 401 wrong_receiver:
+    no retry can fix it, so it must stop at once with a message that says what to fix."""
+    running = await start_hub()
+    other = miner_key("NotTheValidator").ss58_address
+    conn = ValidatorConnection(f"ws://127.0.0.1:{running.server.port}", miner_key("Bob"), other,
+                               outbox=":memory:", backoff_base=0.05, backoff_cap=0.1)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(AuthenticationError) as caught:
+        async with asyncio.timeout(10):
+            await conn.__aenter__()
+    assert caught.value.code == "wrong_receiver"
+    assert caught.value.retryable is False
+    assert "validator_hotkey" in str(caught.value)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert running.hub.stats.handshake_refusals[401] == 1  # tried once, no retry loop

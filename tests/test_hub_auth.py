@@ -189,3 +189,14 @@ async def test_refused_upgrade_raises_in_a_websocket_client(start_hub):
         await running.session.ws_connect(running.url(path),
                                          headers=running.signed(CHARLIE, "GET", path))
     assert info.value.status == 403
+
+
+async def test_refusals_repeat_the_error_code_in_a_header(start_hub):
+    """WebSocket clients never see a refused upgrade's body; the code must be in a header."""
+    running = await start_hub()
+    status, body, headers = await running.handshake_status(
+        miner_key("Bob"), headers=running.signed(miner_key("Bob"), "GET", "/ws",
+                                                 receiver=miner_key("Carol").ss58_address))
+    assert status == 401
+    assert body["error"] == "wrong_receiver"
+    assert headers["X-Bt-Error"] == "wrong_receiver"
