@@ -9,12 +9,15 @@ drives one agent over one or many :class:`~sdk.ValidatorConnection`)::
     async with ValidatorConnection(url, wallet, validator_hotkey) as conn:
         stats = await AgentRunner(agent, [conn]).run()
 
-Pure pricing maths (de-vig, edge, Kelly) lives in :mod:`agents.pricing`.
+Pure pricing maths (de-vig, edge, Kelly) lives in :mod:`agents.pricing`; finding
+validators on a subnet in :mod:`agents.discovery`; the ``bt-miner`` command line in
+:mod:`agents.cli`.
 """
 
 from .base import Agent, AgentContext, Pick
 from .budget import WagerLedger, fit_wager
 from .builtin import FavoriteAgent, ValueAgent
+from .discovery import ValidatorEndpoint, discover_validators, validators_from_metagraph
 from .registry import (
     ENTRY_POINT_GROUP,
     AgentLoadError,
@@ -34,11 +37,14 @@ __all__ = [
     "FavoriteAgent",
     "Pick",
     "RunnerStats",
+    "ValidatorEndpoint",
     "ValidatorStats",
     "ValueAgent",
     "WagerLedger",
     "available_agents",
+    "discover_validators",
     "fit_wager",
     "load_agent",
     "load_agent_class",
+    "validators_from_metagraph",
 ]

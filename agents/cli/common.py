@@ -1,0 +1,259 @@
+"""What every ``bt-miner`` command shares: exit codes, the one-line error, wallets,
+validator addresses, outbox locations and logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agents.discovery import ValidatorEndpoint
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_USAGE",
+    "CliError",
+    "WalletOptions",
+    "check_hotkey",
+    "default_outbox_dir",
+    "load_signer",
+    "outbox_path",
+    "parse_agent_options",
+    "parse_validators",
+    "setup_logging",
+]
+
+EXIT_OK = 0
+"""Finished normally (including a stop by SIGINT/SIGTERM or the end of --duration)."""
+EXIT_FAILURE = 1
+"""Runtime failure: a validator unreachable within the timeout, a rejected manual
+prediction, discovery failed, an unexpected error."""
+EXIT_USAGE = 2
+"""Usage or configuration error: bad flags, missing wallet, bad agent path."""
+EXIT_REFUSED = 3
+"""Permanent refusal by a validator: 403 (hotkey not registered / blacklisted), close
+4001 (replaced by a newer connection of this hotkey) or 4003 (deregistered)."""
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok (also after SIGINT/SIGTERM or --duration); 1 runtime failure; "
+    "2 usage or configuration error (bad flag, missing wallet, bad agent path); "
+    "3 permanent refusal by a validator (403 not registered, 4001 replaced, "
+    "4003 deregistered)."
+)
+
+DEFAULT_WALLET_PATH = "~/.bittensor/wallets"
+
+
+class CliError(Exception):
+    """An error reported as one line on stderr, with the exit code to use."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# -- wallets -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WalletOptions:
+    """``--wallet.name`` / ``--wallet.hotkey`` / ``--wallet.path`` as given (None: not given)."""
+
+    name: str | None = None
+    hotkey: str | None = None
+    path: str | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in (self.name, self.hotkey, self.path))
+
+    def hotkey_file(self) -> Path:
+        return (Path(self.path or DEFAULT_WALLET_PATH).expanduser() / (self.name or "default")
+                / "hotkeys" / (self.hotkey or "default"))
+
+
+def load_signer(options: WalletOptions) -> Any:
+    """The miner's hotkey signer from a bittensor wallet; :class:`CliError` (exit 2)
+    naming the file that was looked at when it is missing or unusable."""
+    from bittensor import Wallet
+
+    from sdk.errors import SigningError
+    from sdk.signing import hotkey_signer
+
+    hotkey_file = options.hotkey_file()
+    if not hotkey_file.is_file():
+        raise CliError(f"hotkey file not found: {hotkey_file} (check --wallet.name, "
+                       "--wallet.hotkey and --wallet.path)")
+    wallet = Wallet(name=options.name or "default", hotkey=options.hotkey or "default",
+                    path=str(Path(options.path or DEFAULT_WALLET_PATH).expanduser()))
+    try:
+        hotkey_signer(wallet)
+    except SigningError as exc:
+        raise CliError(f"cannot sign with the hotkey {hotkey_file}: {exc.message}") from None
+    return wallet
+
+
+# -- validators ----------------------------------------------------------------------------
+
+
+def check_hotkey(hotkey: str, flag: str = "--validator-hotkey") -> str:
+    """``hotkey`` if it is a valid SS58 address, else :class:`CliError`."""
+    from bittensor.keyfiles import Keypair
+
+    text = hotkey.strip()
+    try:
+        Keypair(ss58_address=text)
+    except Exception:
+        raise CliError(f"{flag} {hotkey!r} is not a valid SS58 hotkey address") from None
+    return text
+
+
+def check_url(url: str) -> str:
+    from yarl import URL
+
+    text = url.strip()
+    try:
+        parsed = URL(text)
+    except (TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.scheme not in ("ws", "wss", "http", "https") or not parsed.host:
+        raise CliError(f"--validator {url!r} is not a ws://, wss://, http:// or https:// "
+                       "address with a host (e.g. ws://203.0.113.7:8091)")
+    return text
+
+
+def split_validator(spec: str) -> tuple[str | None, str]:
+    """``HOTKEY@URL`` -> (hotkey, url); a plain URL -> (None, url)."""
+    text = spec.strip()
+    head, at, tail = text.partition("@")
+    if at and "://" not in head and "/" not in head:
+        return head, tail
+    return None, text
+
+
+def parse_validators(urls: list[str], hotkeys: list[str]) -> list[ValidatorEndpoint]:
+    """Pair ``--validator`` values with ``--validator-hotkey`` values (same order; a
+    ``HOTKEY@URL`` value carries its own hotkey)."""
+    found: list[ValidatorEndpoint] = []
+    order = [split_validator(u) for u in urls]
+    plain = [url for hotkey, url in order if hotkey is None]
+    if len(plain) != len(hotkeys):
+        raise CliError(f"each --validator URL needs a --validator-hotkey, in the same order "
+                       f"(got {len(plain)} URL(s) without a hotkey and {len(hotkeys)} "
+                       "--validator-hotkey); or write --validator HOTKEY@ws://host:port")
+    given = iter(hotkeys)
+    for hotkey, url in order:
+        if hotkey is None:
+            hotkey = next(given)
+            flag = "--validator-hotkey"
+        else:
+            flag = f"--validator {hotkey}@..."
+        found.append(ValidatorEndpoint(check_hotkey(hotkey, flag), check_url(url)))
+    seen: set[str] = set()
+    for endpoint in found:
+        if endpoint.hotkey in seen:
+            raise CliError(f"validator {endpoint.hotkey} is given more than once")
+        seen.add(endpoint.hotkey)
+    return found
+
+
+# -- outbox --------------------------------------------------------------------------------
+
+
+def default_outbox_dir() -> Path:
+    """Where ``ValidatorConnection`` keeps outboxes by default (the user data dir)."""
+    from sdk.outbox import default_outbox_path
+
+    return default_outbox_path("miner", "validator").parent
+
+
+def outbox_path(directory: Path | None, miner_hotkey: str, validator_hotkey: str) -> Path:
+    """One outbox file per miner and validator, named as the SDK names it."""
+    from sdk.outbox import default_outbox_path
+
+    name = default_outbox_path(miner_hotkey, validator_hotkey).name
+    return (directory.expanduser() if directory is not None else default_outbox_dir()) / name
+
+
+# -- agents --------------------------------------------------------------------------------
+
+
+def parse_agent_options(values: list[str]) -> dict[str, Any]:
+    """``--agent-opt KEY=VALUE`` values (VALUE read as JSON when it parses: numbers,
+    true/false, lists; otherwise as text)."""
+    options: dict[str, Any] = {}
+    for item in values:
+        key, eq, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key.isidentifier():
+            raise CliError(f"--agent-opt {item!r} must look like KEY=VALUE (e.g. stake=5)")
+        try:
+            options[key] = json.loads(raw)
+        except ValueError:
+            options[key] = raw
+    return options
+
+
+# -- logging -------------------------------------------------------------------------------
+
+_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, the record's extras
+    (e.g. ``agent``, ``validator``) and ``exc`` when there is a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key in _RECORD_FIELDS or key.startswith("_") or key in data:
+                continue
+            data[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (a live display or a test
+    runner may swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def setup_logging(fmt: str, level: str) -> None:
+    """Log to stderr as ``text`` or ``json`` lines at ``level``."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _StderrHandler):
+            root.removeHandler(handler)
+    handler = _StderrHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

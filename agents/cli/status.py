@@ -1,0 +1,174 @@
+"""``bt-miner status``: what the outbox files say: pending, confirmed, rejected by code,
+wagered today and the latest receipts (their validator signatures re-verified)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from sdk.outbox import Outbox, OutboxEntry
+from sdk.signing import verify_receipt
+
+from .common import EXIT_OK, EXIT_USAGE, CliError, default_outbox_dir
+from .views import describe_pick, short
+
+__all__ = ["OutboxReport", "read_outboxes", "show_status"]
+
+_SS58 = r"[1-9A-HJ-NP-Za-km-z]{40,60}"
+_OUTBOX_NAME = re.compile(rf"^(?P<miner>{_SS58})-(?P<validator>{_SS58})\.sqlite3$")
+
+
+@dataclass
+class OutboxReport:
+    path: Path
+    miner_hotkey: str
+    validator_hotkey: str
+    counts: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    wagered_today: float = 0.0
+    day: str = ""
+    entries: list[OutboxEntry] = field(default_factory=list)
+    error: str | None = None
+
+    def latest(self, limit: int) -> list[OutboxEntry]:
+        def when(entry: OutboxEntry) -> int:
+            receipt = entry.receipt or {}
+            value = receipt.get("received_at_ns")
+            return value if isinstance(value, int) else entry.created_ns
+
+        return sorted(self.entries, key=when)[-limit:][::-1]
+
+    def to_dict(self, limit: int) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "miner_hotkey": self.miner_hotkey,
+            "validator_hotkey": self.validator_hotkey,
+            "pending": self.counts.get("pending", 0),
+            "accepted": self.counts.get("accepted", 0),
+            "duplicate": self.counts.get("duplicate", 0),
+            "rejected": dict(self.rejected),
+            "day": self.day,
+            "wagered_today": self.wagered_today,
+            "error": self.error,
+            "latest": [_entry_dict(e, self.validator_hotkey) for e in self.latest(limit)],
+        }
+
+
+def _entry_dict(entry: OutboxEntry, validator_hotkey: str) -> dict[str, Any]:
+    return {
+        "prediction_id": entry.prediction_id,
+        "game_id": entry.game_id,
+        "predicted_outcome": entry.prediction.get("predicted_outcome"),
+        "predicted_odds": entry.prediction.get("predicted_odds"),
+        "wager": entry.wager,
+        "wager_day": entry.wager_day,
+        "status": entry.status,
+        "code": entry.code,
+        "message": entry.message,
+        "receipt": entry.receipt,
+        "receipt_verified": bool(entry.receipt) and verify_receipt(entry.receipt,
+                                                                    validator_hotkey),
+    }
+
+
+def outbox_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.sqlite3") if _OUTBOX_NAME.match(p.name))
+
+
+async def read_outboxes(directory: Path, *, today: str | None = None) -> list[OutboxReport]:
+    """One report per outbox file in ``directory`` (``today``: the UTC day to total)."""
+    day = today or datetime.now(UTC).date().isoformat()
+    reports: list[OutboxReport] = []
+    for path in outbox_files(directory):
+        match = _OUTBOX_NAME.match(path.name)
+        assert match is not None
+        report = OutboxReport(path, match["miner"], match["validator"], day=day)
+        reports.append(report)
+        outbox = Outbox(path)
+        try:
+            await outbox.open()
+            report.entries = await outbox.entries()
+            report.wagered_today = await outbox.wagered(report.validator_hotkey, day)
+        except Exception as exc:  # a damaged or foreign file: say so, show the others
+            report.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if not outbox.closed:
+                await outbox.close()
+        for entry in report.entries:
+            report.counts[entry.status] += 1
+            if entry.status == "rejected":
+                report.rejected[entry.code or "?"] += 1
+    return reports
+
+
+def _table(report: OutboxReport, limit: int) -> Table:
+    table = Table(title=f"latest {limit} (newest first)", title_justify="left", pad_edge=False)
+    for name, justify in (("when (UTC)", "left"), ("prediction", "left"), ("game", "left"),
+                          ("pick", "left"), ("odds", "right"), ("wager", "right"),
+                          ("status", "left"), ("receipt", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for entry in report.latest(limit):
+        receipt = entry.receipt or {}
+        at = receipt.get("received_at_ns") or entry.created_ns
+        when = datetime.fromtimestamp(at / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        status = entry.status if entry.status != "rejected" else f"rejected: {entry.code}"
+        style = {"accepted": "green", "duplicate": "yellow", "pending": "cyan"}.get(
+            entry.status, "red")
+        if not receipt:
+            proof = Text("-", style="dim")
+        elif verify_receipt(receipt, report.validator_hotkey):
+            proof = Text(f"✓ signed {str(receipt.get('signature', ''))[:12]}…", style="green")
+        else:
+            proof = Text("✗ signature does not verify", style="red")
+        prediction = entry.prediction
+        table.add_row(when, entry.prediction_id[:8], entry.game_id,
+                      describe_pick(prediction.get("predicted_outcome"),
+                                    prediction.get("team_a"), prediction.get("team_b")),
+                      f"{prediction.get('predicted_odds', 0):.2f}", f"{entry.wager:.2f}",
+                      Text(status, style=style), proof)
+    return table
+
+
+async def show_status(*, outbox_dir: Path | None, limit: int, as_json: bool,
+                      console: Console) -> int:
+    directory = (outbox_dir or default_outbox_dir()).expanduser()
+    if outbox_dir is not None and not directory.is_dir():
+        raise CliError(f"outbox directory not found: {directory}", EXIT_USAGE)
+    reports = await read_outboxes(directory) if directory.is_dir() else []
+    if as_json:
+        import json
+
+        console.print_json(json.dumps({"outbox_dir": str(directory),
+                                       "outboxes": [r.to_dict(limit) for r in reports]}))
+        return EXIT_OK
+    if not reports:
+        console.print(f"no outbox in {directory} (nothing submitted yet)", markup=False,
+                      highlight=False, soft_wrap=True)
+        return EXIT_OK
+    for report in reports:
+        console.print(Text.assemble(("outbox ", "bold"), str(report.path)), soft_wrap=True)
+        console.print(f"  miner {report.miner_hotkey}  validator {report.validator_hotkey}",
+                      markup=False, highlight=False, soft_wrap=True)
+        if report.error:
+            console.print(f"  cannot read it: {report.error}", style="red", markup=False)
+            continue
+        rejected = sum(report.rejected.values())
+        by_code = ", ".join(f"{c}={n}" for c, n in sorted(report.rejected.items()))
+        console.print(
+            f"  pending {report.counts.get('pending', 0)}, accepted "
+            f"{report.counts.get('accepted', 0)}, duplicate "
+            f"{report.counts.get('duplicate', 0)}, rejected {rejected}"
+            + (f" ({by_code})" if by_code else ""), markup=False, highlight=False)
+        console.print(f"  wagered today ({report.day} UTC): {report.wagered_today:.2f} "
+                      f"with {short(report.validator_hotkey)}", markup=False, highlight=False)
+        if report.entries:
+            console.print(_table(report, limit))
+    return EXIT_OK

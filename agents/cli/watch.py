@@ -1,0 +1,82 @@
+"""``bt-miner watch``: a live table of one validator's games and odds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from agents.discovery import ValidatorEndpoint
+from sdk.connection import ValidatorConnection
+
+from .common import EXIT_OK, CliError, WalletOptions
+from .run import connection_failure, install_stop_signals, wait_until
+from .target import one_validator
+from .views import GameBoard, short
+
+__all__ = ["watch_games"]
+
+
+def _view(board: GameBoard, conn: ValidatorConnection, url: str, limit: int,
+          left: float | None) -> Group:
+    rtt = f"{conn.rtt * 1000:.1f} ms" if conn.rtt is not None else "-"
+    header = Text.assemble(
+        ("bt-miner watch", "bold"),
+        f"  validator {short(conn.validator_hotkey)} at {url} · {conn.state} · rtt {rtt} "
+        f"· clock offset {conn.clock_offset:+.3f} s · epoch {conn.epoch or '-'} "
+        f"· seq {conn.seq if conn.seq is not None else '-'} · {len(conn.games)} games "
+        f"· {board.updates} updates"
+        + (f" · {left:.0f} s left" if left is not None else ""))
+    return Group(header, board.render(conn.games, conn.server_now(), limit=limit,
+                                      title="games and odds (1 = team_a, X = tie, 2 = team_b)"))
+
+
+async def watch_games(*, dev: bool, validators: list[ValidatorEndpoint], wallet: WalletOptions,
+                      duration: float | None, limit: int, console: Console,
+                      dev_port: int = 0) -> int:
+    async with one_validator(dev=dev, validators=validators, wallet=wallet,
+                             dev_port=dev_port, command="watch") as target:
+        endpoint = target.endpoint
+        conn = ValidatorConnection(endpoint.url, target.signer, endpoint.hotkey,
+                                   outbox=":memory:")
+        board = GameBoard()
+        stop = asyncio.Event()
+        remove_signals = install_stop_signals(stop)
+        started = time.monotonic()
+        reader: asyncio.Task[None] | None = None
+        try:
+            await conn.start()
+            updates = conn.game_updates()
+
+            async def follow() -> None:
+                async for update in updates:
+                    board.observe(update.games)
+
+            reader = asyncio.create_task(follow())
+            with Live(console=console, auto_refresh=False, redirect_stderr=True,
+                      redirect_stdout=True) as live:
+                while not stop.is_set() and conn.error is None:
+                    left = None if duration is None else duration - (time.monotonic() - started)
+                    live.update(_view(board, conn, endpoint.url, limit, left), refresh=True)
+                    if left is not None and left <= 0:
+                        break
+                    await wait_until(stop, 0.25 if left is None else min(0.25, left))
+                live.update(_view(board, conn, endpoint.url, limit, None), refresh=True)
+            if not console.is_terminal:
+                console.print()
+        finally:
+            remove_signals()
+            if reader is not None:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 10.0)
+        failure = connection_failure([conn])
+        if failure is not None:
+            code, lines = failure
+            raise CliError(lines[-1], code)
+        return EXIT_OK

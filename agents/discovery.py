@@ -1,0 +1,154 @@
+"""Finding the validators to connect to from a subnet's metagraph.
+
+A validator a miner should connect to is a neuron that holds a **validator permit**
+and **serves an axon** (``"ip:port"``; the hub listens on that port), optionally
+with at least ``min_stake`` total stake. Selection is pure
+(:func:`validators_from_metagraph`); fetching the metagraph is a separate, injectable
+step (:func:`fetch_metagraph`, the real ``bittensor`` path, is the default)::
+
+    found = await discover_validators(30, "finney", min_stake=1000)
+    for validator in found:
+        print(validator.hotkey, validator.url)      # ws://203.0.113.7:8091
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NamedTuple
+
+__all__ = [
+    "DiscoveryError",
+    "MetagraphFetch",
+    "SubnetNotFound",
+    "ValidatorEndpoint",
+    "axon_url",
+    "discover_validators",
+    "fetch_metagraph",
+    "validators_from_metagraph",
+]
+
+MetagraphFetch = Callable[[int, str], Awaitable[Any]]
+"""``await fetch(netuid, network)``: a metagraph (an object with ``neurons``, or an
+iterable of neurons); each neuron has ``hotkey``, ``validator_permit``, ``axon``
+(``"ip:port"`` or None) and ``total_stake`` (a number or a bittensor ``Balance``)."""
+
+
+class DiscoveryError(LookupError):
+    """The metagraph could not be fetched, or the subnet does not exist."""
+
+
+class SubnetNotFound(DiscoveryError):
+    """The chain has no subnet with this netuid."""
+
+
+class ValidatorEndpoint(NamedTuple):
+    """A validator to connect to: ``(hotkey, url)`` first, then what was known of it."""
+
+    hotkey: str
+    url: str
+    uid: int | None = None
+    stake: float = 0.0
+
+
+def stake_of(neuron: Any) -> float:
+    """A neuron's total stake as a float (a bittensor ``Balance`` or a number)."""
+    value = getattr(neuron, "total_stake", 0.0)
+    if value is None:
+        return 0.0
+    amount = getattr(value, "amount", value)
+    try:
+        number = float(amount)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
+
+
+def axon_url(axon: str | None, scheme: str = "ws") -> str | None:
+    """``ws://host:port`` for a served axon (``"ip:port"``, ``"[v6]:port"`` or a bare
+    IPv6 address with the port after the last colon); None when nothing usable is
+    served (no axon, port 0, address 0.0.0.0 / ::, not an address)."""
+    if not axon or not isinstance(axon, str):
+        return None
+    text = axon.strip()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    text = text.rstrip("/")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = text.rpartition(":")
+    try:
+        port = int(port_text)
+    except ValueError:
+        return None
+    if not 0 < port < 65536 or not host:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        # a host name: accepted as long as it looks like one
+        if any(ch.isspace() or ch in "/@?#[]" for ch in host):
+            return None
+        return f"{scheme}://{host}:{port}"
+    if address.is_unspecified:
+        return None
+    if address.version == 6:
+        return f"{scheme}://[{address.compressed}]:{port}"
+    return f"{scheme}://{address.compressed}:{port}"
+
+
+def validators_from_metagraph(metagraph: Any, *, min_stake: float = 0.0,
+                              exclude: Iterable[str] = (), scheme: str = "ws",
+                              ) -> list[ValidatorEndpoint]:
+    """The validators of ``metagraph`` worth connecting to: a validator permit, a
+    served axon, total stake >= ``min_stake``, hotkey not in ``exclude`` (e.g. the
+    miner's own). Largest stake first; one entry per hotkey."""
+    neurons = getattr(metagraph, "neurons", metagraph)
+    excluded = set(exclude)
+    found: dict[str, ValidatorEndpoint] = {}
+    for neuron in neurons or ():
+        hotkey = getattr(neuron, "hotkey", None)
+        if not hotkey or hotkey in excluded or not getattr(neuron, "validator_permit", False):
+            continue
+        url = axon_url(getattr(neuron, "axon", None), scheme)
+        if url is None:
+            continue
+        stake = stake_of(neuron)
+        if stake < min_stake:
+            continue
+        uid = getattr(neuron, "uid", None)
+        endpoint = ValidatorEndpoint(hotkey, url, uid if isinstance(uid, int) else None, stake)
+        if hotkey not in found or stake > found[hotkey].stake:
+            found[hotkey] = endpoint
+    return sorted(found.values(), key=lambda v: (-v.stake, v.hotkey))
+
+
+async def fetch_metagraph(netuid: int, network: str) -> Any:
+    """The real fetch: the subnet's metagraph from the chain through ``bittensor``."""
+    import bittensor  # imported lazily: only this path talks to a chain
+
+    try:
+        async with bittensor.Client(network) as client:
+            metagraph = await client.subnets.metagraph(netuid, commitments=False)
+    except Exception as exc:
+        raise DiscoveryError(f"cannot read the metagraph of netuid {netuid} from "
+                             f"{network!r}: {type(exc).__name__}: {exc}") from exc
+    if metagraph is None:
+        raise SubnetNotFound(f"subnet {netuid} does not exist on {network!r}")
+    return metagraph
+
+
+async def discover_validators(netuid: int, network: str, *, min_stake: float = 0.0,
+                              exclude: Iterable[str] = (),
+                              fetch: MetagraphFetch | None = None,
+                              ) -> list[ValidatorEndpoint]:
+    """Fetch the metagraph of ``netuid`` on ``network`` (with ``fetch``, default
+    :func:`fetch_metagraph`) and select its validators
+    (:func:`validators_from_metagraph`). Raises :class:`DiscoveryError`."""
+    metagraph = await (fetch or fetch_metagraph)(netuid, network)
+    if metagraph is None:
+        raise SubnetNotFound(f"subnet {netuid} does not exist on {network!r}")
+    return validators_from_metagraph(metagraph, min_stake=min_stake, exclude=exclude)
