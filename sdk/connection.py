@@ -40,6 +40,7 @@ from .errors import (
     ConnectionClosedError,
     ConnectionError_,
     HandshakeError,
+    HubUnreachableError,
     PredictionRejected,
     ProtocolError,
     ReceiptError,
@@ -368,6 +369,7 @@ class ValidatorConnection:
 
     async def _supervise(self) -> None:
         failures = 0  # connect attempts that failed in a row
+        upgrade_failures = 0  # of those, the ones where the hub answered but no WebSocket
         flaps = 0     # sessions in a row that ended soon after opening
         try:
             while not self._closing:
@@ -379,11 +381,15 @@ class ValidatorConnection:
                         self._fail(exc)
                         return
                     failures += 1
+                    if not isinstance(exc, HubUnreachableError):
+                        upgrade_failures += 1
                     log.info("connect to %s failed (%d in a row): %s", self._ws_url,
                              failures, exc)
                     opened = None
-                    if self._fallback_candidate(exc, failures):
-                        opened = await self._run_fallback()
+                    if self._fallback_candidate(exc, upgrade_failures):
+                        refused = (isinstance(exc, HandshakeError)
+                                   and exc.status in _FALLBACK_STATUSES)
+                        opened = await self._run_fallback(retry_websocket=not refused)
                     if opened is None:
                         if self._fatal is not None:
                             return
@@ -392,7 +398,7 @@ class ValidatorConnection:
                             failures, getattr(exc, "retry_after", None)))
                         continue
                     ws, welcome = opened
-                failures = 0
+                failures = upgrade_failures = 0
                 opened_at = time.monotonic()
                 ended = await self._run_session(ws, welcome)
                 if ended is not None and not ended.retryable:
@@ -411,15 +417,17 @@ class ValidatorConnection:
             log.exception("validator connection supervisor crashed")
             self._fail(ConnectionError_(f"internal error: {exc!r}"))
 
-    def _fallback_candidate(self, exc: BaseException, failures: int) -> bool:
-        if not self.http_fallback:
+    def _fallback_candidate(self, exc: BaseException, upgrade_failures: int) -> bool:
+        """HTTP fallback is for a hub that answers but cannot upgrade (a proxy in the
+        way), never for a hub that is simply down or restarting."""
+        if not self.http_fallback or isinstance(exc, HubUnreachableError):
             return False
         if isinstance(exc, HandshakeError):
             if exc.status in _FALLBACK_STATUSES:
                 return True
             if exc.status in _NO_FALLBACK_STATUSES:
                 return False
-        return failures >= self.fallback_after
+        return upgrade_failures >= self.fallback_after
 
     def _fail(self, error: BaseException) -> None:
         log.error("validator connection stopped: %s", error)
@@ -496,8 +504,10 @@ class ValidatorConnection:
                 ws_to_close = ws
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ws_to_close.close(), 1.0)
-            raise ConnectionError_(f"cannot connect to {self._ws_url}: "
-                                   f"{exc!r}") from None
+            kind = (HubUnreachableError
+                    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError)
+                    else ConnectionError_)
+            raise kind(f"cannot connect to {self._ws_url}: {exc!r}") from None
         except BaseException:
             if ws is not None:
                 with contextlib.suppress(Exception):
@@ -733,10 +743,18 @@ class ValidatorConnection:
         except (TimeoutError, aiohttp.ClientError, OSError):
             return False
 
-    async def _run_fallback(self) -> tuple[aiohttp.ClientWebSocketResponse, Welcome] | None:
+    async def _run_fallback(self, *, retry_websocket: bool = True
+                            ) -> tuple[aiohttp.ClientWebSocketResponse, Welcome] | None:
         """Serve over HTTP until the WebSocket works again (returned) or HTTP fails (None)."""
         if not await self._http_alive():
             return None
+        if retry_websocket:  # the hub may just have come back: one more try first
+            try:
+                return await self._open_websocket()
+            except BettensorWSError as exc:
+                if not exc.retryable:
+                    self._fail(exc)
+                    return None
         log.warning("WebSocket unavailable; using the HTTP fallback for %s", self._http_url)
         self._set_state(ConnectionState.FALLBACK_HTTP)
         poller = self._spawn(self._poll_loop(), "long-poll")

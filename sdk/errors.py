@@ -11,6 +11,7 @@ Catch the family you care about::
     ├── ReceiptError               a receipt whose validator signature does not verify
     ├── SigningError               the wallet cannot sign
     └── ConnectionError_           anything about the link to a validator
+        ├── HubUnreachableError    no TCP connection to the hub (down, restarting)
         ├── HandshakeError         the upgrade was refused with an HTTP status
         │   ├── AuthenticationError   401: signature, freshness, receiver
         │   ├── NotRegisteredError    403: hotkey not registered / blacklisted (permanent)
@@ -87,6 +88,13 @@ class ConnectionError_(BettensorWSError):
     """Anything that went wrong with the link to a validator."""
 
     retryable = True
+
+
+class HubUnreachableError(ConnectionError_):
+    """No TCP connection to the hub at all (down, restarting, wrong address).
+
+    Unlike a failed upgrade this says nothing about WebSockets, so it never sends the
+    client to the HTTP fallback."""
 
 
 class HandshakeError(ConnectionError_):

@@ -12,6 +12,7 @@ import pytest
 from sdk.connection import ConnectionState, ValidatorConnection
 from sdk.errors import (
     AuthenticationError,
+    ConnectionError_,
     DeregisteredError,
     NotRegisteredError,
     ReplacedError,
@@ -339,3 +340,48 @@ async def test_wrong_validator_hotkey_is_a_permanent_error(start_hub):
     assert "validator_hotkey" in str(caught.value)
     assert asyncio.get_running_loop().time() - started < 5
     assert running.hub.stats.handshake_refusals[401] == 1  # tried once, no retry loop
+
+
+async def test_a_hub_that_is_down_is_waited_for_not_replaced_by_http(tmp_path, miner):
+    """A restarting hub refuses TCP: that says nothing about WebSockets, so the client
+    must keep backing off and come back over WebSocket, never via the HTTP fallback
+    (a reconnect storm measured with bench/storm.py once sent clients there)."""
+    import socket
+
+    from aiohttp.test_utils import TestServer
+
+    from server_stub import HubConfig, create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conn = miner(f"ws://127.0.0.1:{port}", fallback_after=1, ws_probe_interval=30.0)
+    states = StateLog(conn)
+    await conn.start()
+    await eventually(lambda: states.count(S.BACKOFF) >= 3, 10.0)  # refused 3 times
+    app = create_app(HubConfig(heartbeat_interval_s=5.0), signer=VALIDATOR,
+                     store_path=tmp_path / "late.sqlite3")
+    server = TestServer(app, host="127.0.0.1", port=port)
+    await server.start_server()
+    try:
+        await conn.wait_ready(15.0)
+        assert conn.state is S.OPEN
+        assert S.FALLBACK_HTTP not in states.states
+    finally:
+        await conn.close()
+        await server.close()
+
+
+def test_only_failed_upgrades_count_towards_the_http_fallback():
+    """The rule behind the test above, without its race: refused TCP never leads to the
+    fallback however often it happens; a hub that answers without upgrading does."""
+    from sdk.errors import HandshakeError, HubUnreachableError
+
+    conn = ValidatorConnection("ws://127.0.0.1:1", miner_key("Bob"), VALIDATOR.ss58_address,
+                               fallback_after=3)
+    down = HubUnreachableError("connection refused")
+    assert not conn._fallback_candidate(down, 100)
+    assert not conn._fallback_candidate(ConnectionError_("reset mid-upgrade"), 2)
+    assert conn._fallback_candidate(ConnectionError_("reset mid-upgrade"), 3)
+    assert conn._fallback_candidate(HandshakeError("proxy", status=426), 1)
+    assert not conn._fallback_candidate(HandshakeError("busy", status=503), 50)
