@@ -7,6 +7,7 @@ after a hub restart instead of having them stampede in lockstep.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -29,11 +30,11 @@ class Backoff:
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt ``attempt + 1``.
 
-        A server's ``Retry-After`` is a floor: the jittered delay is drawn on top of
-        it (within the cap), so clients told to wait the same time do not return
-        together either.
+        A server's ``Retry-After`` is a floor, with a uniform spread as wide as the
+        wait itself (within the cap) on top: a crowd told "come back in 5 s" (a hub
+        shutting down tells everyone the same) returns over the next 5 s instead of
+        in one burst.
         """
-        jitter = float(self._wait(SimpleNamespace(attempt_number=max(attempt, 1))))
         if retry_after is not None and retry_after > 0:
-            return retry_after + min(jitter, self.base * 4)
-        return jitter
+            return retry_after + random.uniform(0, min(self.cap, max(retry_after, self.base)))
+        return float(self._wait(SimpleNamespace(attempt_number=max(attempt, 1))))

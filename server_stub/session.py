@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from aiohttp import web
@@ -37,7 +38,14 @@ class MinerSession:
         self.remote = request.remote or "?"
         self.closing = False
         self.last_received = time.monotonic()
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        # A deque plus one wake-up future, not an asyncio.Queue: a broadcast calls send()
+        # once per miner, and Queue's put/get/task_done bookkeeping doubled the hub's
+        # CPU per delivered frame (bench/fanout.py, paced updates).
+        self._queue: deque[str] = deque()
+        self._queue_size = queue_size
+        self._wakeup: asyncio.Future[None] | None = None  # the idle sender waits on it
+        self._idle = asyncio.Event()  # nothing queued and nothing being sent
+        self._idle.set()
         self._on_overflow = on_overflow
         self._on_sent = on_sent
         self._sender: asyncio.Task[None] | None = None
@@ -54,27 +62,39 @@ class MinerSession:
         """Queue a frame; False (and the overflow callback) when the queue is full."""
         if self.closing:
             return False
-        try:
-            self._queue.put_nowait(text)
-        except asyncio.QueueFull:
+        if len(self._queue) >= self._queue_size:
             self._on_overflow(self)
             return False
+        self._queue.append(text)
+        self._idle.clear()
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
         return True
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
 
     async def _send_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue = self._queue
         try:
             while not self._stopping:
-                text = await self._queue.get()
+                if not queue:
+                    self._idle.set()
+                    self._wakeup = loop.create_future()
+                    try:
+                        await self._wakeup
+                    finally:
+                        self._wakeup = None
+                    continue
+                text = queue.popleft()
                 self._sending = True
                 try:
                     await self.ws.send_str(text)
                 finally:
                     self._sending = False
-                    self._queue.task_done()
                 self._on_sent(1)
         except asyncio.CancelledError:
             raise
@@ -86,7 +106,7 @@ class MinerSession:
         if self._sender is None or self._sender.done():
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout)
+            await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def stop_sender(self) -> None:
         if self._sender is not None:

@@ -1,0 +1,38 @@
+"""Smoke test of the benchmarks: each quick mode runs to the end and prints its
+verdict lines. Performance is measured by the benchmarks, never asserted here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(("module", "expected"), [
+    ("bench.fanout", ["RATIO fanout.throughput[32 miners, compress=off]",
+                      "RATIO fanout.p99_paced[32 miners, compress=on]",
+                      "RATIO fanout.deflate_cost[hub, 32 miners]"]),
+    ("bench.memory", ["RATIO memory.per_connection[200 miners, compress=off]"]),
+    ("bench.predictions", ["RATIO predictions.round_trips[10 miners, sync=FULL]",
+                           "RATIO predictions.round_trips[10 miners, sync=NORMAL]",
+                           "CHECK predictions.p99_ms[10 miners, sync=FULL]"]),
+])
+def test_quick_mode_completes(module: str, expected: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--quick", "--store-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for line in expected:
+        assert any(row.startswith(line + " = ") for row in result.stdout.splitlines()), (
+            f"missing {line!r} in:\n{result.stdout[-3000:]}")
+    assert "Traceback" not in output, output[-3000:]
+    assert list(tmp_path.iterdir()) == [], "the benchmark left its store behind"
