@@ -36,6 +36,8 @@ class HubConfig(BaseModel):
     odds_tolerance: float = DEFAULT_ODDS_TOLERANCE
     daily_wager_limit: float = DEFAULT_DAILY_WAGER_LIMIT
     long_poll_timeout_s: float = Field(25.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)
+    """How long an HTTP request body may take to arrive; a slower one gets 408."""
     close_timeout_s: float = Field(5.0, gt=0)
     """How long a close handshake may take before the transport is aborted."""
     shutdown_retry_after_s: float = Field(5.0, ge=0)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -28,7 +29,8 @@ MAX_LONG_POLL_S = 60.0
 
 def routes() -> list[web.RouteDef]:
     return [
-        web.get("/ws", handle_ws),
+        # RFC 6455 upgrades GET only; aiohttp would route HEAD here too (and upgrade it)
+        web.get("/ws", handle_ws, allow_head=False),
         web.get("/ws/health", handle_health),
         web.get("/metrics", handle_metrics),
         web.post("/admin/games", handle_admin_games),
@@ -52,7 +54,15 @@ async def handle_metrics(request: web.Request) -> web.Response:
 
 async def _authenticated(request: web.Request, *, registered: bool = True) -> tuple[str, bytes]:
     hub = request.app[HUB_KEY]
-    body = await request.read()
+    try:
+        # aiohttp has no body-read timeout: a client that announces a body and sends
+        # it slowly (or never) would hold this handler and its connection forever.
+        async with asyncio.timeout(hub.config.body_timeout_s):
+            body = await request.read()
+    except TimeoutError:
+        raise HubHTTPError(408, ErrorCode.MALFORMED_REQUEST,
+                           f"request body not received within {hub.config.body_timeout_s:g}s"
+                           ) from None
     hotkey = hub.admit(request, body, registered=registered)
     return hotkey, body
 
