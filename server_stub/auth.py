@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from bittensor import http_auth
@@ -68,6 +68,24 @@ class BoundedNonceStore:
         return len(self._seen)
 
 
+class GatedNonceStore:
+    """A view of a nonce store that remembers nonces only of hotkeys that will be let
+    in. ``http_auth.verify`` stores a nonce as soon as the signature verifies, before
+    the registry is asked; without the gate, anyone can mint throwaway keys and fill
+    the store (refusing everyone) with requests that end in 403 anyway. A refused
+    hotkey's replay needs no protection: it is refused again."""
+
+    def __init__(self, store: BoundedNonceStore, admitted: Callable[[str], bool]) -> None:
+        self.store = store
+        self.admitted = admitted
+        self.retention = store.retention
+
+    def check_and_store(self, hotkey_ss58: str, nonce_ns: int) -> bool:
+        if not self.admitted(hotkey_ss58):
+            return True
+        return self.store.check_and_store(hotkey_ss58, nonce_ns)
+
+
 _STATUS_BY_ERROR: tuple[tuple[type[http_auth.AuthError], int, ErrorCode], ...] = (
     (http_auth.MalformedAuth, 400, ErrorCode.MALFORMED_REQUEST),
     (http_auth.WrongReceiver, 401, ErrorCode.WRONG_RECEIVER),
@@ -78,7 +96,7 @@ _STATUS_BY_ERROR: tuple[tuple[type[http_auth.AuthError], int, ErrorCode], ...] =
 
 
 def authenticate(headers: Mapping[str, str], body: bytes, *, method: str, path: str,
-                 validator_hotkey: str, nonce_store: BoundedNonceStore,
+                 validator_hotkey: str, nonce_store: BoundedNonceStore | GatedNonceStore,
                  max_age: float = http_auth.DEFAULT_MAX_AGE,
                  allowed_skew: float = http_auth.DEFAULT_ALLOWED_SKEW) -> str:
     """Verify ``btauth/1`` headers; return the caller's hotkey or raise HubHTTPError.

@@ -77,7 +77,7 @@ async def handle_admin_games(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     try:
         hotkey, body = await _authenticated(request, registered=False)
-        if hotkey != hub.validator_hotkey and hotkey not in hub.config.admin_hotkeys:
+        if not hub.is_admin(hotkey):
             raise HubHTTPError(403, ErrorCode.FORBIDDEN,
                                "only the validator's own hotkey or an admin hotkey may post games")
         games = _games_from_body(body)

@@ -36,7 +36,7 @@ from sdk.frames import (
 from sdk.models import Game
 from sdk.validation import Rules
 
-from .auth import BoundedNonceStore, HubHTTPError, authenticate
+from .auth import BoundedNonceStore, GatedNonceStore, HubHTTPError, authenticate
 from .clock import HubClock
 from .config import HubConfig
 from .predictions import PredictionDesk, confirmation_frame
@@ -85,6 +85,9 @@ class Hub:
         self.nonces = BoundedNonceStore(
             retention=config.auth_max_age_s + config.auth_allowed_skew_s + 1.0,
             max_entries=config.nonce_store_size)
+        self._miner_nonces = GatedNonceStore(
+            self.nonces, lambda hotkey: self.registry.check(hotkey) is Decision.ALLOWED)
+        self._admin_nonces = GatedNonceStore(self.nonces, self.is_admin)
         per_minute = config.connects_per_minute / 60.0
         self.connect_limit_by_hotkey = KeyedLimiter(per_minute, config.connect_burst)
         self.connect_limit_by_address = KeyedLimiter(per_minute * 10, config.connect_burst * 10)
@@ -220,7 +223,8 @@ class Hub:
                                retry_after=_ceil(self.connect_limit_by_address.retry_after(address)))
         hotkey = authenticate(
             request.headers, body, method=request.method, path=request.raw_path,
-            validator_hotkey=self.validator_hotkey, nonce_store=self.nonces,
+            validator_hotkey=self.validator_hotkey,
+            nonce_store=self._miner_nonces if registered else self._admin_nonces,
             max_age=self.config.auth_max_age_s, allowed_skew=self.config.auth_allowed_skew_s)
         if not registered:
             return hotkey
@@ -234,6 +238,10 @@ class Hub:
             raise HubHTTPError(503, ErrorCode.SHUTTING_DOWN,
                                "miner registry not loaded yet", retry_after=10.0)
         return hotkey
+
+    def is_admin(self, hotkey: str) -> bool:
+        """May post games: the validator's own hotkey or a configured admin hotkey."""
+        return hotkey == self.validator_hotkey or hotkey in self.config.admin_hotkeys
 
     def admit_connection(self, request: web.Request) -> str:
         hotkey = self.admit(request, limit_address=True)
