@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -206,6 +207,9 @@ def serve(
                     handle_signals=True)
     except OSError as exc:
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1) from None
+    finally:
+        if dev and store is None:  # a throwaway store for a throwaway key: leave no litter
+            shutil.rmtree(store_path.parent, ignore_errors=True)
     typer.echo("hub stopped: miners closed with 1001, store flushed")
 
 
