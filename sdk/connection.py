@@ -695,12 +695,8 @@ class ValidatorConnection:
             self._spawn(self._resend_later(pid, 1.0), f"resend-{pid}")
             return
         assert self.outbox is not None
-        if confirmation.status is ConfirmationStatus.REJECTED:
-            stored = self.outbox.settle(pid, confirmation.status, code=confirmation.code,
-                                        message=confirmation.message, receipt=data)
-        else:
-            stored = self.outbox.settle(pid, confirmation.status, code=confirmation.code,
-                                        message=confirmation.message, receipt=data)
+        stored = self.outbox.settle(pid, confirmation.status, code=confirmation.code,
+                                    message=confirmation.message, receipt=data)
         stored.add_done_callback(lambda done: self._confirmed(confirmation, done))
 
     def _confirmed(self, confirmation: Confirmation, stored: asyncio.Future[None]) -> None:

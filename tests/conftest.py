@@ -308,3 +308,31 @@ async def miner(start_hub: Any, fault_proxy: Any) -> AsyncIterator[Callable[...,
     yield make
     for conn in connections:
         await asyncio.wait_for(conn.close(), 10.0)
+
+
+@pytest.fixture
+async def raw_sockets_aborted(start_hub: Any) -> AsyncIterator[None]:
+    """Set up after (so torn down before) the hub: abort every raw socket
+    (:class:`tests.hostile.RawWS`) the test opened."""
+    from .hostile import RawWS
+
+    yield
+    RawWS.abort_all()
+
+
+@pytest.fixture
+async def bystanders(start_hub: Any) -> AsyncIterator[Callable[..., Any]]:
+    """``await bystanders(running, key)``: a started :class:`tests.hostile.Bystander`
+    (a well-behaved miner that must miss nothing), stopped at teardown before the hub."""
+    from .hostile import Bystander
+
+    made: list[Any] = []
+
+    async def make(running: RunningHub, key: Keypair, **options: Any) -> Any:
+        bystander = await Bystander(running, key, **options).start()
+        made.append(bystander)
+        return bystander
+
+    yield make
+    for bystander in made:
+        await bystander.__aexit__(None, None, None)

@@ -43,7 +43,6 @@ from .conftest import (
     welcome_and_snapshot,
 )
 from .hostile import (
-    Bystander,
     HandshakeRefused,
     RawWS,
     assert_no_crash_logs,
@@ -57,32 +56,13 @@ from .hostile import (
     upgrade_headers,
 )
 
+# every raw socket a test opens is aborted before its hub stops
+pytestmark = pytest.mark.usefixtures("raw_sockets_aborted")
+
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")  # the bystander
 EVE = miner_key("Eve")  # the attacker
 DAVE = miner_key("Dave")
-
-
-@pytest.fixture(autouse=True)
-async def _hang_up_raw_sockets(start_hub):
-    """Set up after (so torn down before) the hub: abort every RawWS of the test."""
-    yield
-    RawWS.abort_all()
-
-
-@pytest.fixture
-async def bystanders(start_hub):
-    """``await bystanders(running, key)``: a started Bystander, cancelled at teardown."""
-    made: list[Bystander] = []
-
-    async def make(running, key, **options) -> Bystander:
-        bystander = await Bystander(running, key, **options).start()
-        made.append(bystander)
-        return bystander
-
-    yield make
-    for bystander in made:
-        await bystander.__aexit__(None, None, None)
 
 
 def refusal(response, status: int, code: str) -> None:

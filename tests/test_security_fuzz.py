@@ -47,7 +47,6 @@ from .hostile import (
     OP_CONT,
     OP_PING,
     OP_TEXT,
-    Bystander,
     ConnectionClosed,
     RawWS,
     assert_no_crash_logs,
@@ -60,6 +59,9 @@ from .hostile import (
     upgrade_headers,
 )
 
+# every raw socket a test opens is aborted before its hub stops
+pytestmark = pytest.mark.usefixtures("raw_sockets_aborted")
+
 FUZZ_EXAMPLES = int(os.environ.get("BT_FUZZ_EXAMPLES", "800"))
 BOB = miner_key("Bob")  # the fuzzer
 CHARLIE = miner_key("Charlie")  # the bystander
@@ -70,29 +72,6 @@ FUZZ_HUB = dict(max_frame_bytes=MAX_FRAME, messages_per_second=100_000.0,
                 heartbeat_interval_s=20.0, connect_burst=1000.0)
 GAME = future_game("fz", start_in=timedelta(days=2))  # odds 2.1 / 3.4 / tie 3.3
 TO_HUB = ("prediction", "heartbeat", "subscribe")
-
-
-@pytest.fixture(autouse=True)
-async def _hang_up_raw_sockets(start_hub):
-    """Set up after (so torn down before) the hub: abort every RawWS of the test."""
-    yield
-    RawWS.abort_all()
-
-
-@pytest.fixture
-async def bystanders(start_hub):
-    """``await bystanders(running, key)``: a started Bystander, cancelled at teardown
-    (before the hub stops) if the test did not stop it."""
-    made: list[Bystander] = []
-
-    async def make(running, key, **options) -> Bystander:
-        bystander = await Bystander(running, key, **options).start()
-        made.append(bystander)
-        return bystander
-
-    yield make
-    for bystander in made:
-        await bystander.__aexit__(None, None, None)
 
 
 def crash_records(caplog) -> list[logging.LogRecord]:

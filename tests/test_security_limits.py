@@ -27,7 +27,6 @@ from .hostile import (
     OP_CONT,
     OP_PING,
     OP_TEXT,
-    Bystander,
     HandshakeRefused,
     RawWS,
     assert_no_crash_logs,
@@ -36,30 +35,11 @@ from .hostile import (
     throwaway_keys,
 )
 
+# every raw socket a test opens is aborted before its hub stops
+pytestmark = pytest.mark.usefixtures("raw_sockets_aborted")
+
 CHARLIE = miner_key("Charlie")
 BOB = miner_key("Bob")
-
-
-@pytest.fixture(autouse=True)
-async def _hang_up_raw_sockets(start_hub):
-    """Set up after (so torn down before) the hub: abort every RawWS of the test."""
-    yield
-    RawWS.abort_all()
-
-
-@pytest.fixture
-async def bystanders(start_hub):
-    """``await bystanders(running, key)``: a started Bystander, cancelled at teardown."""
-    made: list[Bystander] = []
-
-    async def make(running, key, **options) -> Bystander:
-        bystander = await Bystander(running, key, **options).start()
-        made.append(bystander)
-        return bystander
-
-    yield make
-    for bystander in made:
-        await bystander.__aexit__(None, None, None)
 
 
 # -- the connection limit ---------------------------------------------------------------------
