@@ -161,8 +161,10 @@ class ServerProcess:
         self.args = [*args, "--max-seconds", str(max_seconds)]
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
-        # stderr goes to a file (shown if the server fails to start); closed in stop()
+        # stderr goes to a file (shown if the server fails to start); closed in stop(),
+        # which keeps its text in stderr_text
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        self.stderr_text = ""
 
     @property
     def pid(self) -> int:
@@ -192,13 +194,21 @@ class ServerProcess:
         return self
 
     def stderr(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")[-4000:]
+        """The server's stderr so far (its last 4000 characters)."""
+        if not self._stderr.closed:
+            self._stderr.seek(0)
+            self.stderr_text = self._stderr.read().decode(errors="replace")
+        return self.stderr_text[-4000:]
+
+    def _close_stderr(self) -> None:
+        if not self._stderr.closed:
+            self.stderr()
+            self._stderr.close()
 
     async def stop(self, timeout: float = 20.0) -> None:
         proc = self.proc
         if proc is None or proc.returncode is not None:
-            self._stderr.close()
+            self._close_stderr()
             return
         if proc.stdin is not None:
             proc.stdin.close()  # the server stops gracefully on stdin EOF
@@ -209,7 +219,7 @@ class ServerProcess:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), timeout / 2)
                 break
-        self._stderr.close()
+        self._close_stderr()
 
     async def __aenter__(self) -> ServerProcess:
         return await self.start()

@@ -92,7 +92,11 @@ def build_feed(feed: str, seed: int) -> Any:
     if feed == "none":
         return None
     if feed == "simulate":
-        return GameSimulator(seed=seed, start=datetime.now(UTC))
+        start = datetime.now(UTC)
+        # ids unique per run: a restarted hub keeps the old run's games in its store,
+        # and a miner must never see a new fixture under an id it already bet on
+        return GameSimulator(seed=seed, start=start,
+                             id_prefix=f"sim-{seed}-{start:%Y%m%dT%H%M%S}")
     try:
         games = load_games_file(feed)
     except FeedError as exc:

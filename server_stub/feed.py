@@ -288,6 +288,7 @@ class GameSimulator:
         match_duration: timedelta = timedelta(minutes=5),
         drift: float = 0.03,
         leagues: Sequence[League] = LEAGUES,
+        id_prefix: str | None = None,
     ) -> None:
         if games < 1:
             raise ValueError("games must be at least 1")
@@ -303,6 +304,7 @@ class GameSimulator:
             if len(league.teams) < 2:
                 raise ValueError(f"league {league.name!r} needs at least 2 teams")
         self.seed = seed
+        self.id_prefix = id_prefix or f"sim-{seed}"
         self.start = _utc(start, "start")
         self.target = games
         self.kickoff_spacing = kickoff_spacing
@@ -436,7 +438,7 @@ class GameSimulator:
         p = min(max(p, league.p_min), league.p_max)
         fixture = _Fixture(
             number=n,
-            game_id=f"sim-{self.seed}-{n}",
+            game_id=f"{self.id_prefix}-{n}",
             league=league,
             team_a=team_a,
             team_b=team_b,

@@ -272,7 +272,15 @@ class Hub:
             self.stats.handshake_refusals[426] += 1
             return error_response(HubHTTPError(426, ErrorCode.UPGRADE_REQUIRED,
                                                "GET /ws needs a WebSocket upgrade"))
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionResetError:
+            # The link died between admission and the 101 (the miner gave up, a proxy
+            # cut it): no one to serve. Raised on, aiohttp would log it as an unhandled
+            # error with a traceback; the response returned here is never delivered.
+            self.stats.errors["upgrade_aborted"] += 1
+            log.info("connection of %s lost during the WebSocket upgrade", hotkey)
+            return web.Response(status=499, reason="Client Closed Request")
         session = MinerSession(ws=ws, request=request, hotkey=hotkey,
                                session_id=uuid.uuid4().hex, game_filter=flt,
                                queue_size=self.config.send_queue_size,

@@ -549,3 +549,13 @@ def test_duplicate_game_id_rejected(tmp_path):
 
 def test_feed_error_is_value_error():
     assert issubclass(FeedError, ValueError)
+
+
+def test_id_prefix_makes_game_ids_unique_per_run():
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    first = GameSimulator(seed=0, start=start, id_prefix="sim-0-run1").initial_games()
+    second = GameSimulator(seed=0, start=start, id_prefix="sim-0-run2").initial_games()
+    assert all(g.game_id.startswith("sim-0-run1-") for g in first)
+    assert not {g.game_id for g in first} & {g.game_id for g in second}
+    # same seed: the same fixtures, only named apart
+    assert [g.team_a for g in first] == [g.team_a for g in second]

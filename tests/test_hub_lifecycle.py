@@ -5,7 +5,10 @@ never reads, and a feed that drives the stream."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import sqlite3
+import struct
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +26,7 @@ from .conftest import (
     stop_hub,
     welcome_and_snapshot,
 )
+from .hostile import assert_no_crash_logs
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")
@@ -141,3 +145,30 @@ async def test_simulator_feed_streams_initial_games_and_ticks(start_hub):
     # Odds may move between reading them and the hub checking them.
     assert confirmation["data"]["status"] == "accepted" or \
         confirmation["data"]["code"] == "odds_mismatch"
+
+
+async def test_a_link_lost_during_the_upgrade_is_no_error_in_the_hub_log(start_hub, caplog):
+    """Found by the soak (bench/soak.py): a miner whose link dies between admission and
+    the 101 made aiohttp log "Error handling request" with a traceback. The hub now
+    counts it (``upgrade_aborted``) and carries on; other miners are unaffected."""
+    caplog.set_level(logging.WARNING)
+    running = await start_hub()
+    port = running.server.port
+    for _ in range(10):
+        headers = {**running.signed(BOB, "GET", "/ws"), "Host": f"127.0.0.1:{port}",
+                   "Upgrade": "websocket", "Connection": "Upgrade",
+                   "Sec-WebSocket-Version": "13",
+                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+        head = "GET /ws HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        # RST at once: the request is parsed, but the transport is gone by the upgrade
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                   struct.pack("ii", 1, 0))
+        writer.write((head + "\r\n").encode())
+        await writer.drain()
+        writer.transport.abort()
+    await eventually(lambda: running.hub.stats.errors["upgrade_aborted"] > 0)
+    ws = await running.connect(CHARLIE)
+    welcome, _ = await welcome_and_snapshot(ws)  # the hub still serves everyone else
+    assert welcome["validator_hotkey"] == running.validator_hotkey
+    assert_no_crash_logs(caplog.records)
