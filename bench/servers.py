@@ -59,6 +59,7 @@ def hub_app(args: argparse.Namespace) -> web.Application:
         message_burst=1e9,
         rate_limit_strikes=1_000_000,
         store_synchronous=args.sync.upper(),
+        freeze_gc=True,  # as bt-validator-stub serve runs it
     )
     signer = Keypair.create_from_uri(VALIDATOR_URI)
     return create_app(config, signer=signer, store_path=args.store, registry=OpenRegistry(),

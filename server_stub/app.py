@@ -52,11 +52,12 @@ async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB_KEY]
     await hub.store.open()
     await hub.start()
-    # Everything alive now (imported modules, bittensor, pydantic schemas) lives as
-    # long as the hub: exempt it from garbage collection so a full collection scans
-    # only what serving created. It cut the hub's longest GC pause from ~50 ms (every
-    # few seconds under prediction load) to a few ms.
-    gc.freeze()
+    if hub.config.freeze_gc:
+        # Everything alive now (imported modules, bittensor, pydantic schemas) lives as
+        # long as the hub: exempt it from garbage collection so a full collection scans
+        # only what serving created. It cut the hub's longest GC pause from ~50 ms
+        # (every few seconds under prediction load) to a few ms.
+        gc.freeze()
     yield
     await hub.stop()
 

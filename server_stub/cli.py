@@ -195,7 +195,7 @@ def serve(
     try:
         config = HubConfig(heartbeat_interval_s=heartbeat, max_connections=max_connections,
                            max_frame_bytes=max_frame_bytes, messages_per_second=rate,
-                           store_synchronous=store_sync.value.upper(),
+                           store_synchronous=store_sync.value.upper(), freeze_gc=True,
                            admin_hotkeys=frozenset(admin_hotkey or []))
     except ValueError as exc:
         raise _fail(f"invalid option: {exc}") from None

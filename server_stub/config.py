@@ -45,5 +45,8 @@ class HubConfig(BaseModel):
     store_synchronous: str = "FULL"
     admin_hotkeys: frozenset[str] = frozenset()
     """Hotkeys besides the validator's own allowed to POST /admin/games."""
+    freeze_gc: bool = False
+    """``gc.freeze()`` once started: a whole-process setting, so off for an embedded hub
+    (tests, notebooks) and on in ``bt-validator-stub serve``."""
     compress: bool = True
     """Accept permessage-deflate when the miner offers it."""
