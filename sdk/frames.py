@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
@@ -164,8 +164,6 @@ FRAME_TYPES: dict[str, type[Frame]] = {
     for cls in (Welcome, GameUpdate, PredictionFrame, Confirmation, Heartbeat, Subscribe,
                 ErrorFrame)
 }
-MinerFrame = PredictionFrame | Heartbeat | Subscribe
-Direction = Literal["to_hub", "to_miner"]
 TO_HUB_TYPES = frozenset({PredictionFrame.TYPE, Heartbeat.TYPE, Subscribe.TYPE})
 
 # A prediction field that fails its type check is reported with the code a

@@ -87,7 +87,6 @@ def build_registry(*, open_: bool, allow: list[str], allowlist: Path | None, den
 
 def build_feed(feed: str, seed: int) -> Any:
     from .feed import FeedError, GameSimulator, load_games_file
-    from .hub import Hub  # noqa: F401  (keeps import errors early and obvious)
 
     if feed == "none":
         return None
