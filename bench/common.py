@@ -417,3 +417,14 @@ def print_verdict(line: str) -> None:
 def write_json(path: str | None, payload: dict[str, Any]) -> None:
     if path:
         Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def run_main(banner: str, args: Any, run: Any) -> dict[str, Any]:
+    """The body of every benchmark's ``main``: banner, quick-mode warning, run, JSON."""
+    print(banner, flush=True)
+    if args.quick:
+        print("QUICK MODE: too short for meaningful ratios; it shows the benchmark runs",
+              flush=True)
+    outcome = asyncio.run(run(args))
+    write_json(args.json, outcome)
+    return outcome

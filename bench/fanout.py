@@ -384,14 +384,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    print(f"fanout: {args.miners} miners, {args.updates} burst + {args.paced} paced updates, "
-          f"compression {args.compress}, {args.rounds} round(s)", flush=True)
-    if args.quick:
-        print("QUICK MODE: too short for meaningful ratios; it shows the benchmark runs",
-              flush=True)
-    outcome = asyncio.run(run(args))
-    common.write_json(args.json, outcome)
-    return outcome
+    banner = (f"fanout: {args.miners} miners, {args.updates} burst + {args.paced} paced updates, "
+              f"compression {args.compress}, {args.rounds} round(s)")
+    return common.run_main(banner, args, run)
 
 
 if __name__ == "__main__":

@@ -273,14 +273,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    print(f"predictions: {args.miners} miners x {args.seconds:g} s per server, window 1, "
-          f"hub synchronous {args.sync}", flush=True)
-    if args.quick:
-        print("QUICK MODE: too short for meaningful ratios; it shows the benchmark runs",
-              flush=True)
-    outcome = asyncio.run(run(args))
-    common.write_json(args.json, outcome)
-    return outcome
+    banner = (f"predictions: {args.miners} miners x {args.seconds:g} s per server, window 1, "
+              f"hub synchronous {args.sync}")
+    return common.run_main(banner, args, run)
 
 
 if __name__ == "__main__":
