@@ -215,14 +215,23 @@ def parse_frame(text: str | bytes, *, allowed: frozenset[str] | None = None) -> 
             ref=_ref(frame_type),
         )
     data = envelope.get("data")
+    if cls is PredictionFrame:
+        return parse_prediction_data(data)
     if not isinstance(data, dict):
         raise ProtocolError(f"{frame_type} frame has no object 'data'", ref=frame_type)
-    if cls is PredictionFrame:
-        return _parse_prediction(data)
     try:
         return cls.model_validate(data)
     except (ValidationError, ValueError, TypeError, RecursionError) as exc:
         raise ProtocolError(f"invalid {frame_type} frame: {_short(exc)}", ref=frame_type) from None
+
+
+def parse_prediction_data(data: Any) -> PredictionFrame:
+    """Parse the already-decoded ``data`` of a prediction frame (the body of the HTTP
+    fallback's ``POST /predictions``), with the same errors as :func:`parse_frame`."""
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{PredictionFrame.TYPE} frame has no object 'data'",
+                            ref=PredictionFrame.TYPE)
+    return _parse_prediction(data)
 
 
 def _parse_prediction(data: dict[str, Any]) -> PredictionFrame:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 
 from sdk.codes import ConfirmationStatus, ErrorCode
 from sdk.errors import ProtocolError
-from sdk.frames import GameUpdate, PredictionFrame, load_json, parse_frame
+from sdk.frames import GameUpdate, PredictionFrame, load_json, parse_prediction_data
 from sdk.models import Game
 
 from .auth import HubHTTPError
@@ -117,8 +116,7 @@ async def handle_predictions(request: web.Request) -> web.Response:
         return _refusal(hub, error)
     hub.stats.messages_in["http_prediction"] += 1
     try:
-        envelope = load_json(body)
-        frame = parse_frame(json.dumps({"type": PredictionFrame.TYPE, "data": envelope}))
+        frame = parse_prediction_data(load_json(body))
     except ProtocolError as exc:
         if (exc.code in (ErrorCode.MALFORMED_FRAME, ErrorCode.UNKNOWN_TYPE) or not exc.ref
                 or exc.ref == PredictionFrame.TYPE):  # no prediction id to answer for
@@ -128,7 +126,6 @@ async def handle_predictions(request: web.Request) -> web.Response:
         hub.stats.predictions[ConfirmationStatus.REJECTED] += 1
         return web.json_response(await hub.desk.reject(hotkey, exc.ref, str(exc.code),
                                                        exc.message))
-    assert isinstance(frame, PredictionFrame)
     if not hub.message_limit.allow(hotkey, time.monotonic()):
         hub.stats.errors[ErrorCode.RATE_LIMITED] += 1
         return error_response(HubHTTPError(429, ErrorCode.RATE_LIMITED,
