@@ -15,10 +15,10 @@ validators on a subnet in :mod:`agents.discovery`; the ``bt-miner`` command line
 """
 
 from .base import Agent, AgentContext, Pick
-from .budget import WagerLedger, fit_wager
+from .budget import DailySpend, fit_wager
 from .builtin import FavoriteAgent, ValueAgent
 from .discovery import ValidatorEndpoint, discover_validators, validators_from_metagraph
-from .registry import (
+from .loader import (
     ENTRY_POINT_GROUP,
     AgentLoadError,
     available_agents,
@@ -34,13 +34,13 @@ __all__ = [
     "AgentContext",
     "AgentLoadError",
     "AgentRunner",
+    "DailySpend",
     "FavoriteAgent",
     "Pick",
     "RunnerStats",
     "ValidatorEndpoint",
     "ValidatorStats",
     "ValueAgent",
-    "WagerLedger",
     "available_agents",
     "discover_validators",
     "fit_wager",

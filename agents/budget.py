@@ -1,7 +1,7 @@
 """Daily wager budget bookkeeping (pure; no clocks, no I/O).
 
 A validator allows at most ``daily_wager_limit`` per miner per UTC day of *its* clock.
-The runner keeps one :class:`WagerLedger` per validator: what was wagered per day
+The runner keeps one :class:`DailySpend` per validator: what was wagered per day
 (seeded from the outbox at start, then every submission reserved before it is sent
 and released again if it is rejected), and :func:`fit_wager` decides what happens to
 a pick that does not fit what is left.
@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from typing import Literal
 
-__all__ = ["COUNTED_STATUSES", "OverBudget", "WagerLedger", "fit_wager"]
+__all__ = ["COUNTED_STATUSES", "DailySpend", "OverBudget", "fit_wager"]
 
 OverBudget = Literal["scale", "drop"]
 
@@ -49,7 +49,7 @@ def fit_wager(wager: float, left: float, *, policy: OverBudget = "scale",
     return scaled
 
 
-class WagerLedger:
+class DailySpend:
     """Amount wagered per day (ISO date string) with one validator."""
 
     def __init__(self) -> None:

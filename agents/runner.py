@@ -38,13 +38,13 @@ from pydantic import ValidationError
 
 from sdk.codes import ConfirmationStatus, ErrorCode
 from sdk.connection import ConnectionState, ValidatorConnection
-from sdk.errors import ConnectionError_, PredictionRejected, ReceiptError
+from sdk.errors import LinkError, PredictionRejected, ReceiptError
 from sdk.frames import Confirmation, GameUpdate
 from sdk.models import Game, Prediction
 from sdk.validation import DEFAULT_DAILY_WAGER_LIMIT, wager_day
 
 from .base import Agent, AgentContext, Pick, agent_logger
-from .budget import COUNTED_STATUSES, OverBudget, WagerLedger, fit_wager
+from .budget import COUNTED_STATUSES, DailySpend, OverBudget, fit_wager
 from .stats import RunnerStats, ValidatorStats
 
 __all__ = ["RETRY_CODES", "AgentRunner"]
@@ -223,7 +223,7 @@ class _ValidatorWorker:
         self.hotkey = conn.validator_hotkey
         self.stats = runner.stats.validator(self.hotkey)
         self.log = agent_logger(self.agent.name, self.hotkey)
-        self.ledger = WagerLedger()
+        self.ledger = DailySpend()
         self.predicted: set[str] = set()
         self.attempts: Counter[str] = Counter()
         self.dirty: set[str] = set()
@@ -513,7 +513,7 @@ class _ValidatorWorker:
                 self.stats.errors += 1
                 self.log.error("prediction %s on %s: %s", prediction.prediction_id, game_id, exc)
                 return
-            except (TimeoutError, ConnectionError_) as exc:
+            except (TimeoutError, LinkError) as exc:
                 self.stats.unconfirmed += 1
                 self.log.warning("prediction %s on %s not confirmed yet (%s); it stays in the "
                                  "outbox and is resent", prediction.prediction_id, game_id,

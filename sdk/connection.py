@@ -38,9 +38,9 @@ from .codes import ERROR_HEADER, ConfirmationStatus, ErrorCode
 from .errors import (
     BettensorWSError,
     ConnectionClosedError,
-    ConnectionError_,
     HandshakeError,
     HubUnreachableError,
+    LinkError,
     PredictionRejected,
     ProtocolError,
     ReceiptError,
@@ -63,7 +63,7 @@ from .models import Game, Prediction
 from .outbox import Outbox, OutboxEntry, default_outbox_path
 from .pacing import TokenBucket
 from .signing import hotkey_signer, sign_prediction, verify_receipt
-from .tracker import Applied, StreamTracker
+from .tracker import ApplyResult, StreamTracker
 from .validation import Rules, check_prediction, wager_day
 
 log = logging.getLogger("sdk.connection")
@@ -232,7 +232,7 @@ class ValidatorConnection:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 1.0)
         self._set_state(ConnectionState.CLOSED)
-        closed = ConnectionError_("connection closed; unconfirmed predictions stay in the "
+        closed = LinkError("connection closed; unconfirmed predictions stay in the "
                                   "outbox and are resent by the next connection")
         for future in self._waiters.values():
             if not future.done():
@@ -323,7 +323,7 @@ class ValidatorConnection:
         if self._fatal is not None:
             raise self._fatal
         if self.outbox is None or self._closing:
-            raise ConnectionError_("the connection is not started (use 'async with' or "
+            raise LinkError("the connection is not started (use 'async with' or "
                                    "'await conn.start()')")
         now = self.server_now()
         day = wager_day(now).isoformat()
@@ -415,7 +415,7 @@ class ValidatorConnection:
             raise
         except Exception as exc:  # a bug: surface it instead of dying silently
             log.exception("validator connection supervisor crashed")
-            self._fail(ConnectionError_(f"internal error: {exc!r}"))
+            self._fail(LinkError(f"internal error: {exc!r}"))
 
     def _fallback_candidate(self, exc: BaseException, upgrade_failures: int) -> bool:
         """HTTP fallback is for a hub that answers but cannot upgrade (a proxy in the
@@ -492,7 +492,7 @@ class ValidatorConnection:
                 raise close_error(ws.close_code, "closed before the welcome")
             welcome = parse_frame(message.data)
             if not isinstance(welcome, Welcome):
-                raise ConnectionError_(f"expected a welcome frame, got {welcome.TYPE}")
+                raise LinkError(f"expected a welcome frame, got {welcome.TYPE}")
             return ws, welcome
         except aiohttp.WSServerHandshakeError as exc:
             code = exc.headers.get(ERROR_HEADER) if exc.headers else None
@@ -506,7 +506,7 @@ class ValidatorConnection:
                     await asyncio.wait_for(ws_to_close.close(), 1.0)
             kind = (HubUnreachableError
                     if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError)
-                    else ConnectionError_)
+                    else LinkError)
             raise kind(f"cannot connect to {self._ws_url}: {exc!r}") from None
         except BaseException:
             if ws is not None:
@@ -626,7 +626,7 @@ class ValidatorConnection:
 
     async def _on_update(self, update: GameUpdate) -> None:
         result = self._tracker.apply(update)
-        if result is Applied.GAP:
+        if result is ApplyResult.GAP:
             if not self._resyncing:
                 log.info("game stream gap before seq %d: resyncing", update.seq)
                 # never await a send here: the reader must keep reading (a send can
@@ -634,7 +634,7 @@ class ValidatorConnection:
                 self._resyncing = True
                 self._spawn(self._request_snapshot(), "resync")
             return
-        if result is Applied.STALE:
+        if result is ApplyResult.STALE:
             return
         if update.snapshot:
             self._resyncing = False

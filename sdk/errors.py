@@ -10,7 +10,7 @@ Catch the family you care about::
     ├── PredictionRejected         the hub (or the local pre-check) refused a prediction
     ├── ReceiptError               a receipt whose validator signature does not verify
     ├── SigningError               the wallet cannot sign
-    └── ConnectionError_           anything about the link to a validator
+    └── LinkError           anything about the link to a validator
         ├── HubUnreachableError    no TCP connection to the hub (down, restarting)
         ├── HandshakeError         the upgrade was refused with an HTTP status
         │   ├── AuthenticationError   401: signature, freshness, receiver
@@ -84,20 +84,20 @@ class SigningError(BettensorWSError):
     code = "signing_error"
 
 
-class ConnectionError_(BettensorWSError):
+class LinkError(BettensorWSError):
     """Anything that went wrong with the link to a validator."""
 
     retryable = True
 
 
-class HubUnreachableError(ConnectionError_):
+class HubUnreachableError(LinkError):
     """No TCP connection to the hub at all (down, restarting, wrong address).
 
     Unlike a failed upgrade this says nothing about WebSockets, so it never sends the
     client to the HTTP fallback."""
 
 
-class HandshakeError(ConnectionError_):
+class HandshakeError(LinkError):
     """The WebSocket upgrade was answered with an HTTP error status."""
 
     def __init__(self, message: str, *, status: int, code: str | None = None,
@@ -134,7 +134,7 @@ class ServiceUnavailableError(HandshakeError):
     """503: the hub is shutting down; wait ``retry_after`` seconds."""
 
 
-class ConnectionClosedError(ConnectionError_):
+class ConnectionClosedError(LinkError):
     """The hub closed an open connection; ``close_code`` says why."""
 
     def __init__(self, message: str, *, close_code: int | None) -> None:

@@ -22,7 +22,7 @@ def expired_games(games: Mapping[str, Game], before: datetime) -> list[str]:
             if game.settled and game.last_update_date < before]
 
 
-class Applied(Enum):
+class ApplyResult(Enum):
     APPLIED = "applied"     # new state, pass it on
     STALE = "stale"         # already seen (seq not newer): ignore
     GAP = "gap"             # something was missed: resync (subscribe) before trusting the table
@@ -48,22 +48,22 @@ class StreamTracker:
             del self.games[game_id]
         return expired
 
-    def apply(self, update: GameUpdate) -> Applied:
+    def apply(self, update: GameUpdate) -> ApplyResult:
         if update.snapshot:
             self.games = {game.game_id: game for game in update.games}
             self.epoch, self.seq = update.epoch, update.seq
             self.snapshots += 1
-            return Applied.APPLIED
+            return ApplyResult.APPLIED
         if update.epoch != self.epoch or self.seq is None:
             # an incremental update from a history we do not hold: cannot be trusted
             self.gaps += 1
-            return Applied.GAP
+            return ApplyResult.GAP
         if update.seq <= self.seq:
-            return Applied.STALE
+            return ApplyResult.STALE
         if update.prev_seq > self.seq:
             self.gaps += 1
-            return Applied.GAP
+            return ApplyResult.GAP
         for game in update.games:
             self.games[game.game_id] = game
         self.seq = update.seq
-        return Applied.APPLIED
+        return ApplyResult.APPLIED

@@ -26,7 +26,7 @@ from .stream import GameStream
 log = logging.getLogger("server_stub.predictions")
 
 
-class WagerLedger:
+class DailyWagerTotals:
     """Per (miner, UTC day) wager totals: loaded from the store once, then kept in
     memory including predictions still in flight, so two quick predictions cannot
     both squeeze under the limit."""
@@ -62,7 +62,7 @@ class PredictionDesk:
         self.stream = stream
         self.clock = clock
         self.rules = rules
-        self.ledger = WagerLedger(store)
+        self.ledger = DailyWagerTotals(store)
 
     def confirmation(self, *, prediction_id: str, miner_hotkey: str, status: ConfirmationStatus,
                      code: str, message: str, received_at_ns: int) -> dict[str, Any]:

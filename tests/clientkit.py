@@ -124,7 +124,7 @@ def hub_rows(store_path: Path) -> dict[str, dict[str, Any]]:
     return result
 
 
-async def count_hub_rows(store_path: Path) -> dict[str, dict[str, Any]]:
+async def hub_rows_by_id(store_path: Path) -> dict[str, dict[str, Any]]:
     return await asyncio.to_thread(hub_rows, store_path)
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents import RunnerStats, WagerLedger, fit_wager
+from agents import DailySpend, RunnerStats, fit_wager
 from agents.budget import COUNTED_STATUSES
 
 AMOUNT = st.floats(min_value=-10.0, max_value=2000.0, allow_nan=False, allow_infinity=False)
@@ -50,7 +50,7 @@ def test_fit_wager_never_exceeds_what_is_left(wager, left, policy):
 @given(st.lists(st.floats(min_value=0.0, max_value=300.0), max_size=30),
        st.floats(min_value=0.0, max_value=1000.0))
 def test_reserving_fitted_wagers_respects_the_limit(wagers, limit):
-    ledger = WagerLedger()
+    ledger = DailySpend()
     for wager in wagers:
         fitted = fit_wager(wager, ledger.left("2025-01-01", limit))
         if fitted is not None:
@@ -59,7 +59,7 @@ def test_reserving_fitted_wagers_respects_the_limit(wagers, limit):
 
 
 def test_ledger_days_are_separate():
-    ledger = WagerLedger()
+    ledger = DailySpend()
     ledger.seed([("2025-01-01", 30.0), ("2025-01-01", 20.0), ("2025-01-02", 5.0)])
     assert ledger.left("2025-01-01", 100.0) == 50.0
     assert ledger.left("2025-01-02", 100.0) == 95.0

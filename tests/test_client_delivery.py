@@ -13,7 +13,7 @@ from sdk.errors import PredictionRejected
 from sdk.models import Prediction
 from sdk.signing import verify_receipt
 
-from .clientkit import StateLog, assert_verified_receipt, count_hub_rows
+from .clientkit import StateLog, assert_verified_receipt, hub_rows_by_id
 from .conftest import VALIDATOR, eventually, future_game, miner_key
 
 BOB = miner_key("Bob")
@@ -36,7 +36,7 @@ async def submit_staggered(conn, prediction: Prediction, spread: float):
 async def check_delivery(running, conn, predictions, results) -> dict[str, int]:
     """Exactly one stored row per prediction; each submit's receipt verifies and
     matches the stored original (a duplicate carries the original received_at_ns)."""
-    rows = await count_hub_rows(running.store_path)
+    rows = await hub_rows_by_id(running.store_path)
     assert set(rows) == {p.prediction_id for p in predictions}
     assert len(rows) == len(predictions)
     statuses: dict[str, int] = {}
@@ -70,7 +70,7 @@ async def test_submit_through_the_proxy_returns_a_verified_receipt(start_hub, fa
         # a second submit of the same prediction answers from the outbox at once
         again = await asyncio.wait_for(conn.submit(prediction), 5.0)
         assert again == receipt
-    rows = await count_hub_rows(running.store_path)
+    rows = await hub_rows_by_id(running.store_path)
     assert list(rows) == [prediction.prediction_id]
     assert proxy.accepted >= 1
 
@@ -151,7 +151,7 @@ async def test_hub_restart_mid_burst_loses_nothing_and_stores_nothing_twice(
     # restart once a part of the burst is confirmed and the rest is still coming
     await eventually(lambda: sum(t.done() for t in submits) >= 60, 20.0)
     await running.server.close()
-    stored_before = len(await count_hub_rows(running.store_path))
+    stored_before = len(await hub_rows_by_id(running.store_path))
     assert 0 < stored_before < len(predictions)
     restarted = await start_hub(store_path=running.store_path, **BURST)
     proxy.retarget(restarted.server.port)
@@ -189,7 +189,7 @@ async def test_unconfirmed_predictions_survive_a_miner_restart_in_the_outbox_fil
     await first.close()
     gc.collect()  # an abandoned submit() future must not be reported as a lost error
     assert "exception was never retrieved" not in caplog.text
-    assert await count_hub_rows(running.store_path) == {}
+    assert await hub_rows_by_id(running.store_path) == {}
 
     # the next run of the miner, same outbox file: it resends without being asked
     proxy.refuse_upgrades(False)
@@ -205,7 +205,7 @@ async def test_unconfirmed_predictions_survive_a_miner_restart_in_the_outbox_fil
     assert entry.receipt == confirmation.model_dump(mode="json")
     # and submit() of the same prediction answers from the outbox
     assert await asyncio.wait_for(second.submit(prediction), 5.0) == confirmation
-    assert list(await count_hub_rows(running.store_path)) == [prediction.prediction_id]
+    assert list(await hub_rows_by_id(running.store_path)) == [prediction.prediction_id]
 
 
 async def test_a_hub_rejection_raises_with_the_signed_confirmation(start_hub, fault_proxy,

@@ -12,15 +12,15 @@ import pytest
 from sdk.connection import ConnectionState, ValidatorConnection
 from sdk.errors import (
     AuthenticationError,
-    ConnectionError_,
     DeregisteredError,
+    LinkError,
     NotRegisteredError,
     ReplacedError,
 )
 from sdk.models import Prediction
 from server_stub import AllowListRegistry, GameSimulator, HubClock
 
-from .clientkit import StateLog, UpdateLog, assert_verified_receipt, count_hub_rows
+from .clientkit import StateLog, UpdateLog, assert_verified_receipt, hub_rows_by_id
 from .conftest import FAST_CLIENT, VALIDATOR, eventually, future_game, miner_key
 
 BOB = miner_key("Bob")
@@ -247,7 +247,7 @@ async def test_http_fallback_and_back_with_an_uninterrupted_update_stream(start_
     assert len(updates.snapshots) == 1
     assert updates.error is None and not updates.task.done()
     assert conn.games == running.hub.stream.games
-    rows = await count_hub_rows(running.store_path)
+    rows = await hub_rows_by_id(running.store_path)
     assert list(rows) == [receipt.prediction_id]
     await updates.stop()
     await states.stop()
@@ -381,7 +381,7 @@ def test_only_failed_upgrades_count_towards_the_http_fallback():
                                fallback_after=3)
     down = HubUnreachableError("connection refused")
     assert not conn._fallback_candidate(down, 100)
-    assert not conn._fallback_candidate(ConnectionError_("reset mid-upgrade"), 2)
-    assert conn._fallback_candidate(ConnectionError_("reset mid-upgrade"), 3)
+    assert not conn._fallback_candidate(LinkError("reset mid-upgrade"), 2)
+    assert conn._fallback_candidate(LinkError("reset mid-upgrade"), 3)
     assert conn._fallback_candidate(HandshakeError("proxy", status=426), 1)
     assert not conn._fallback_candidate(HandshakeError("busy", status=503), 50)

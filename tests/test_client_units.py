@@ -18,7 +18,7 @@ from sdk.frames import GameUpdate
 from sdk.outbox import Outbox
 from sdk.pacing import TokenBucket
 from sdk.sqlite import DatabaseClosed
-from sdk.tracker import Applied, StreamTracker
+from sdk.tracker import ApplyResult, StreamTracker
 
 from .conftest import future_game
 
@@ -77,11 +77,11 @@ def update(seq: int, *game_ids: str, epoch: str = "e1", prev: int | None = None,
 def test_tracker_snapshot_then_incremental_updates():
     tracker = StreamTracker()
     assert tracker.resume_point() == (None, None)
-    assert tracker.apply(update(5, "a", "b", snapshot=True, prev=0)) is Applied.APPLIED
+    assert tracker.apply(update(5, "a", "b", snapshot=True, prev=0)) is ApplyResult.APPLIED
     assert set(tracker.games) == {"a", "b"}
     assert tracker.resume_point() == ("e1", 5)
-    assert tracker.apply(update(6, "c")) is Applied.APPLIED
-    assert tracker.apply(update(7, "a", odds=2.5)) is Applied.APPLIED
+    assert tracker.apply(update(6, "c")) is ApplyResult.APPLIED
+    assert tracker.apply(update(7, "a", odds=2.5)) is ApplyResult.APPLIED
     assert tracker.games["a"].team_a_odds == 2.5
     assert set(tracker.games) == {"a", "b", "c"}
     assert tracker.resume_point() == ("e1", 7)
@@ -93,8 +93,8 @@ def test_tracker_ignores_stale_updates_without_changing_state():
     tracker.apply(update(3, "a", snapshot=True))
     tracker.apply(update(4, "a", odds=3.0))
     before = dict(tracker.games)
-    assert tracker.apply(update(4, "a", odds=9.0)) is Applied.STALE
-    assert tracker.apply(update(2, "b")) is Applied.STALE
+    assert tracker.apply(update(4, "a", odds=9.0)) is ApplyResult.STALE
+    assert tracker.apply(update(2, "b")) is ApplyResult.STALE
     assert tracker.games == before
     assert tracker.seq == 4
 
@@ -103,9 +103,9 @@ def test_tracker_filtered_seq_jumps_are_not_gaps_but_prev_seq_jumps_are():
     tracker = StreamTracker()
     tracker.apply(update(10, "a", snapshot=True))
     # other sports advanced seq to 14; the previous update for this filter was 10
-    assert tracker.apply(update(15, "a", prev=10)) is Applied.APPLIED
+    assert tracker.apply(update(15, "a", prev=10)) is ApplyResult.APPLIED
     # an update whose previous matching update (17) was never seen: a gap
-    assert tracker.apply(update(20, "b", prev=17)) is Applied.GAP
+    assert tracker.apply(update(20, "b", prev=17)) is ApplyResult.GAP
     assert "b" not in tracker.games
     assert tracker.seq == 15
     assert tracker.gaps == 1
@@ -113,15 +113,15 @@ def test_tracker_filtered_seq_jumps_are_not_gaps_but_prev_seq_jumps_are():
 
 def test_tracker_epoch_change_or_no_history_is_a_gap_until_a_snapshot():
     tracker = StreamTracker()
-    assert tracker.apply(update(1, "a")) is Applied.GAP  # nothing held yet
+    assert tracker.apply(update(1, "a")) is ApplyResult.GAP  # nothing held yet
     tracker.apply(update(4, "a", "b", snapshot=True))
-    assert tracker.apply(update(5, "c", epoch="e2")) is Applied.GAP
+    assert tracker.apply(update(5, "c", epoch="e2")) is ApplyResult.GAP
     assert tracker.epoch == "e1" and "c" not in tracker.games
     # the new epoch's snapshot replaces the table (games gone from the hub are gone here)
-    assert tracker.apply(update(2, "c", epoch="e2", snapshot=True)) is Applied.APPLIED
+    assert tracker.apply(update(2, "c", epoch="e2", snapshot=True)) is ApplyResult.APPLIED
     assert tracker.resume_point() == ("e2", 2)
     assert set(tracker.games) == {"c"}
-    assert tracker.apply(update(3, "d", epoch="e2")) is Applied.APPLIED
+    assert tracker.apply(update(3, "d", epoch="e2")) is ApplyResult.APPLIED
 
 
 # -- clock sync -------------------------------------------------------------------------

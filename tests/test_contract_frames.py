@@ -19,9 +19,9 @@ from sdk.errors import (
     AuthenticationError,
     BettensorWSError,
     ConnectionClosedError,
-    ConnectionError_,
     DeregisteredError,
     HandshakeError,
+    LinkError,
     NotRegisteredError,
     PredictionRejected,
     ProtocolError,
@@ -543,10 +543,10 @@ def test_unknown_close_codes_are_retried(value):
 
 def test_error_hierarchy_and_defaults():
     for cls in (ProtocolError, PredictionRejected, ReceiptError, SigningError,
-                ConnectionError_):
+                LinkError):
         assert issubclass(cls, BettensorWSError)
     assert issubclass(AuthenticationError, HandshakeError)
-    assert issubclass(HandshakeError, ConnectionError_)
+    assert issubclass(HandshakeError, LinkError)
     assert issubclass(ReplacedError, ConnectionClosedError)
     error = ProtocolError("bad frame")
     assert (error.code, error.ref, error.retryable) == ("malformed_frame", None, False)

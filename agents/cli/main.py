@@ -100,7 +100,7 @@ def _error(message: str) -> None:
 
 def _execute(make: Callable[[], Awaitable[int]]) -> None:
     """Run a command's coroutine; map errors to one line on stderr and an exit code."""
-    from agents.registry import AgentLoadError
+    from agents.loader import AgentLoadError
     from sdk.errors import BettensorWSError, SigningError
 
     from .run import PERMANENT_REFUSALS
@@ -134,7 +134,7 @@ async def _guarded(make: Callable[[], Awaitable[int]]) -> int:
     except CliError:
         raise
     except Exception as exc:
-        from agents.registry import AgentLoadError
+        from agents.loader import AgentLoadError
         from sdk.errors import BettensorWSError
 
         if isinstance(exc, AgentLoadError | BettensorWSError):
@@ -368,7 +368,7 @@ def list_agents(as_json: JsonOpt = False) -> None:
     'bettensor_ws.agents' entry-point group (use the name with 'run --agent')."""
     from rich.table import Table
 
-    from agents.registry import available_agents
+    from agents.loader import available_agents
 
     listing = available_agents()
     console = _console()

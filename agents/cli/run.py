@@ -32,7 +32,7 @@ from agents.discovery import (
     ValidatorEndpoint,
     discover_validators,
 )
-from agents.registry import AgentLoadError, load_agent
+from agents.loader import AgentLoadError, load_agent
 from agents.runner import AgentRunner
 from sdk.connection import ValidatorConnection
 from sdk.errors import (

@@ -18,7 +18,7 @@ from rich.console import Console
 from agents.discovery import ValidatorEndpoint
 from sdk.codes import ErrorCode
 from sdk.connection import ValidatorConnection
-from sdk.errors import ConnectionError_, PredictionRejected, ReceiptError
+from sdk.errors import LinkError, PredictionRejected, ReceiptError
 from sdk.models import Prediction
 from sdk.signing import hotkey_signer
 
@@ -72,7 +72,7 @@ async def submit_prediction(*, dev: bool, validators: list[ValidatorEndpoint],
                 raise CliError(f"validator {endpoint.hotkey} at {endpoint.url} was not ready "
                                f"within {timeout:g}s (state: {conn.state})",
                                EXIT_FAILURE) from None
-            except ConnectionError_:
+            except LinkError:
                 failure = connection_failure([conn])
                 assert failure is not None
                 raise CliError(failure[1][-1], failure[0]) from None
@@ -143,7 +143,7 @@ async def _submit(conn: ValidatorConnection, path: Path, *, game_id: str, outcom
             raise CliError(f"no receipt within {timeout:g}s: prediction "
                            f"{prediction.prediction_id} stays pending in the outbox {path} "
                            "and is resent by the next bt-miner run", EXIT_FAILURE) from None
-        except ConnectionError_ as exc:
+        except LinkError as exc:
             raise CliError(f"connection lost before the receipt ({exc}); prediction "
                            f"{prediction.prediction_id} stays pending in the outbox {path}",
                            EXIT_FAILURE) from None

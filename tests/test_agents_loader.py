@@ -18,7 +18,7 @@ from agents import (
     load_agent,
     load_agent_class,
 )
-from agents.registry import BUILTIN_AGENTS
+from agents.loader import BUILTIN_AGENTS
 
 ROOT = Path(__file__).resolve().parent.parent
 

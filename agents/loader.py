@@ -25,7 +25,7 @@ __all__ = [
     "load_agent_class",
 ]
 
-log = logging.getLogger("agents.registry")
+log = logging.getLogger("agents.loader")
 
 ENTRY_POINT_GROUP = "bettensor_ws.agents"
 
