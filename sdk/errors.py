@@ -10,7 +10,7 @@ Catch the family you care about::
     ├── PredictionRejected         the hub (or the local pre-check) refused a prediction
     ├── ReceiptError               a receipt whose validator signature does not verify
     ├── SigningError               the wallet cannot sign
-    └── LinkError           anything about the link to a validator
+    └── LinkError                  anything about the link to a validator
         ├── HubUnreachableError    no TCP connection to the hub (down, restarting)
         ├── HandshakeError         the upgrade was refused with an HTTP status
         │   ├── AuthenticationError   401: signature, freshness, receiver
