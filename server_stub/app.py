@@ -70,7 +70,7 @@ def _gauges(hub: Hub) -> dict[str, float]:
     return {
         "games": len(hub.stream.games),
         "seq": hub.stream.seq,
-        "nonce_store_entries": len(hub.nonces),
+        "nonce_store_entries": len(hub.admission.nonces),
         "queued_frames": sum(session.queued for session in hub.sessions.values()),
         "store_commits": hub.store.commits,
     }

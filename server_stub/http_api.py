@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
-from sdk.codes import ConfirmationStatus, ErrorCode
+from sdk.codes import ErrorCode
 from sdk.errors import ProtocolError
 from sdk.frames import GameUpdate, PredictionFrame, load_json, parse_prediction_data
 from sdk.models import Game
 
 from .auth import HubHTTPError
-from .hub import Hub, _stream_query, error_response
-from .store import StoreClosed
+from .http_errors import error_response, parse_stream_query
+from .hub import Hub
+from .intake import Confirmed, Pending, RateLimited, ShuttingDown, Unidentified
 
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub", Hub)
 METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
@@ -39,7 +39,7 @@ def routes() -> list[web.RouteDef]:
 
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:
-    return await request.app[HUB_KEY].handle_ws(request)
+    return await request.app[HUB_KEY].miner_ws.handle(request)
 
 
 async def handle_health(request: web.Request) -> web.Response:
@@ -51,7 +51,7 @@ async def handle_metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def _authenticated(request: web.Request, *, registered: bool = True) -> tuple[str, bytes]:
+async def _read_body(request: web.Request) -> bytes:
     hub = request.app[HUB_KEY]
     try:
         # aiohttp has no body-read timeout: a client that announces a body and sends
@@ -62,8 +62,7 @@ async def _authenticated(request: web.Request, *, registered: bool = True) -> tu
         raise HubHTTPError(408, ErrorCode.MALFORMED_REQUEST,
                            f"request body not received within {hub.config.body_timeout_s:g}s"
                            ) from None
-    hotkey = hub.admit(request, body, registered=registered)
-    return hotkey, body
+    return body
 
 
 def _refusal(hub: Hub, error: HubHTTPError) -> web.Response:
@@ -75,10 +74,8 @@ async def handle_admin_games(request: web.Request) -> web.Response:
     """Upsert games and broadcast one game_update; signed by the validator or an admin."""
     hub = request.app[HUB_KEY]
     try:
-        hotkey, body = await _authenticated(request, registered=False)
-        if not hub.is_admin(hotkey):
-            raise HubHTTPError(403, ErrorCode.FORBIDDEN,
-                               "only the validator's own hotkey or an admin hotkey may post games")
+        body = await _read_body(request)
+        hub.admission.admit_admin(request, body)
         games = _games_from_body(body)
     except HubHTTPError as error:
         return _refusal(hub, error)
@@ -111,32 +108,30 @@ async def handle_predictions(request: web.Request) -> web.Response:
     the answer is the ``data`` of its confirmation, after the commit."""
     hub = request.app[HUB_KEY]
     try:
-        hotkey, body = await _authenticated(request)
+        body = await _read_body(request)
+        hotkey = hub.admission.admit_miner(request, body)
     except HubHTTPError as error:
         return _refusal(hub, error)
     hub.stats.messages_in["http_prediction"] += 1
+    parsed: PredictionFrame | ProtocolError
     try:
-        frame = parse_prediction_data(load_json(body))
+        parsed = parse_prediction_data(load_json(body))
     except ProtocolError as exc:
-        if (exc.code in (ErrorCode.MALFORMED_FRAME, ErrorCode.UNKNOWN_TYPE) or not exc.ref
-                or exc.ref == PredictionFrame.TYPE):  # no prediction id to answer for
-            hub.stats.errors[str(exc.code)] += 1
-            return web.json_response({"error": str(exc.code), "detail": exc.message},
-                                     status=400)
-        hub.stats.predictions[ConfirmationStatus.REJECTED] += 1
-        return web.json_response(await hub.desk.reject(hotkey, exc.ref, str(exc.code),
-                                                       exc.message))
-    if not hub.message_limit.allow(hotkey, time.monotonic()):
-        hub.stats.errors[ErrorCode.RATE_LIMITED] += 1
+        parsed = exc
+    outcome = await hub.intake.accept_prediction(hotkey, parsed, rate_checked=False)
+    if isinstance(outcome, Pending):
+        return web.json_response(await outcome.confirmation)  # a failed write: 500
+    if isinstance(outcome, Confirmed):
+        return web.json_response(outcome.data)
+    if isinstance(outcome, Unidentified):
+        return web.json_response({"error": outcome.code, "detail": outcome.message},
+                                 status=400)
+    if isinstance(outcome, RateLimited):
         return error_response(HubHTTPError(429, ErrorCode.RATE_LIMITED,
                                            "too many messages; slow down", retry_after=1.0))
-    try:
-        confirmation = await (await hub.desk.submit(hotkey, frame))
-    except StoreClosed:
-        return error_response(HubHTTPError(503, ErrorCode.SHUTTING_DOWN, "hub shutting down",
-                                           retry_after=hub.config.shutdown_retry_after_s))
-    hub.stats.predictions[confirmation["status"]] += 1
-    return web.json_response(confirmation)
+    assert isinstance(outcome, ShuttingDown)
+    return error_response(HubHTTPError(503, ErrorCode.SHUTTING_DOWN, "hub shutting down",
+                                       retry_after=hub.config.shutdown_retry_after_s))
 
 
 async def handle_games(request: web.Request) -> web.Response:
@@ -144,12 +139,12 @@ async def handle_games(request: web.Request) -> web.Response:
     ``timeout`` seconds for one), or a snapshot when the gap cannot be replayed."""
     hub = request.app[HUB_KEY]
     try:
-        await _authenticated(request)
-        epoch, since, flt = _stream_query(request)
+        hub.admission.admit_miner(request, await _read_body(request))
+        epoch, since, flt = parse_stream_query(request)
         timeout = _timeout(request, hub.config.long_poll_timeout_s)
     except HubHTTPError as error:
         return _refusal(hub, error)
-    missed = hub.stream.missed(epoch, since, flt)
+    missed = hub.stream.missed_updates(epoch, since, flt)
     deadline = time.monotonic() + timeout
     while missed == [] and not hub.shutting_down:
         # wait for news for *this* filter: an update to other games is not news
@@ -157,17 +152,11 @@ async def handle_games(request: web.Request) -> web.Response:
         if remaining <= 0:
             break
         await hub.wait_for_update(hub.stream.seq, remaining)
-        missed = hub.stream.missed(epoch, since, flt)
-    updates: list[dict[str, Any]]
-    if missed is None:
-        updates = [GameUpdate(epoch=hub.stream.epoch, seq=hub.stream.seq,
-                              games=hub.stream.snapshot(flt), snapshot=True)
-                   .model_dump(mode="json")]
-    else:
-        updates = [GameUpdate(epoch=hub.stream.epoch, seq=seq, prev_seq=prev, games=games)
-                   .model_dump(mode="json") for seq, games, prev in missed]
+        missed = hub.stream.missed_updates(epoch, since, flt)
+    updates: list[GameUpdate] = [hub.stream.snapshot_update(flt)] if missed is None else missed
     return web.json_response({"epoch": hub.stream.epoch, "seq": hub.stream.seq,
-                              "server_time_ns": hub.clock.now_ns(), "updates": updates})
+                              "server_time_ns": hub.clock.now_ns(),
+                              "updates": [update.model_dump(mode="json") for update in updates]})
 
 
 def _timeout(request: web.Request, default: float) -> float:

@@ -109,8 +109,7 @@ class PredictionDesk:
         prediction = frame.prediction
         pid = prediction.prediction_id
         done: asyncio.Future[dict[str, Any]] = loop.create_future()
-        if frame.signature is not None and not verify_prediction(
-                miner_hotkey, frame.raw_prediction, frame.signature):
+        if frame.signature is not None and not _signature_verifies(miner_hotkey, frame):
             done.set_result(await self.reject(miner_hotkey, pid, ErrorCode.BAD_SIGNATURE,
                                               "signature does not verify against your hotkey"))
             return done
@@ -151,6 +150,16 @@ class PredictionDesk:
 
         self.store.record(record).add_done_callback(committed)
         return done
+
+
+def _signature_verifies(miner_hotkey: str, frame: PredictionFrame) -> bool:
+    try:
+        return verify_prediction(miner_hotkey, frame.raw_prediction, frame.signature)
+    except RecursionError:
+        # The signature covers the canonical re-encoding of the prediction. A prediction
+        # nested right up to the JSON decoder's limit decodes, a few stack frames up,
+        # but may not re-encode down here: unverifiable is not verified.
+        return False
 
 
 def confirmation_frame(data: dict[str, Any]) -> str:

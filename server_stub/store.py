@@ -38,10 +38,6 @@ CREATE TABLE IF NOT EXISTS games (
     game_id TEXT PRIMARY KEY,
     game    TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
 """
 
 
@@ -74,7 +70,7 @@ class StoreResult:
 
 
 class PredictionStore:
-    """The hub's predictions, games and metadata in one SQLite file."""
+    """The hub's predictions and games in one SQLite file."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",
                  max_batch: int = 1024) -> None:
@@ -143,7 +139,7 @@ class PredictionStore:
 
         return self._submit(op)
 
-    # -- games and meta -----------------------------------------------------------
+    # -- games -----------------------------------------------------------------
 
     def save_games(self, games: Iterable[Game]) -> asyncio.Future[None]:
         rows = [(game.game_id, game.model_dump_json()) for game in games]
@@ -157,19 +153,6 @@ class PredictionStore:
         def op(db: sqlite3.Connection) -> list[Game]:
             rows = db.execute("SELECT game FROM games").fetchall()
             return [Game.model_validate_json(row[0]) for row in rows]
-
-        return self._submit(op)
-
-    def get_meta(self, key: str) -> asyncio.Future[str | None]:
-        def op(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-            return None if row is None else str(row[0])
-
-        return self._submit(op)
-
-    def set_meta(self, key: str, value: str) -> asyncio.Future[None]:
-        def op(db: sqlite3.Connection) -> None:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
         return self._submit(op)
 

@@ -1,5 +1,6 @@
-"""The game stream: the current game table, its epoch and seq, and a bounded
-history of updates for resuming miners. Pure logic, no I/O.
+"""The game stream: the current game table, its epoch and seq, a bounded history of
+updates for resuming miners, and the ``game_update`` frames built from them (the one
+place that builds them, for the WebSocket and the long-poll alike). Pure logic, no I/O.
 
 ``epoch`` names one continuous history: it changes whenever the history is lost
 (every hub start), so a miner that resumes with an old epoch gets a snapshot.
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sdk.frames import GameUpdate
 from sdk.models import Game
 from sdk.tracker import SETTLED_RETENTION, expired_games
 
@@ -155,3 +157,26 @@ class GameStream:
                 replay.append((record.seq, games, prev))
                 prev = record.seq
         return replay
+
+    def snapshot_update(self, flt: GameFilter = ALL_GAMES) -> GameUpdate:
+        """A ``game_update`` snapshot: every game of the table that ``flt`` selects."""
+        return GameUpdate(epoch=self.epoch, seq=self.seq, games=self.snapshot(flt),
+                          snapshot=True)
+
+    def missed_updates(self, epoch: str | None, since: int | None,
+                       flt: GameFilter) -> list[GameUpdate] | None:
+        """:meth:`missed` as ``game_update`` frames; None: send a snapshot instead."""
+        missed = self.missed(epoch, since, flt)
+        if missed is None:
+            return None
+        return [GameUpdate(epoch=self.epoch, seq=seq, prev_seq=prev, games=games)
+                for seq, games, prev in missed]
+
+    def broadcast_update(self, record: UpdateRecord, flt: GameFilter) -> GameUpdate | None:
+        """The ``game_update`` of ``record`` for miners of ``flt``; None when it changes
+        none of their games."""
+        games = flt.select(record.games)
+        if not games:
+            return None
+        return GameUpdate(epoch=self.epoch, seq=record.seq,
+                          prev_seq=self.prev_seq(flt, record), games=games)

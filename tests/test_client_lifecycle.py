@@ -170,7 +170,8 @@ async def test_4003_deregistered_stops_the_connection(start_hub, fault_proxy, mi
     states = StateLog(conn)
     await conn.start()
     await conn.wait_ready(10.0)
-    await running.hub.on_deregistered({BOB.ss58_address})  # what a metagraph refresh does
+    # what a metagraph refresh does:
+    await running.hub.sessions.close_deregistered({BOB.ss58_address})
     await states.wait_for(S.CLOSED, timeout=5.0)
     assert isinstance(conn.error, DeregisteredError) and conn.error.close_code == 4003
     await asyncio.sleep(0.3)

@@ -358,20 +358,17 @@ async def test_store_is_idempotent_per_miner_and_prediction(tmp_path: Path):
     await store.close()  # idempotent
 
 
-async def test_store_keeps_games_meta_and_rows_across_reopen(tmp_path: Path):
+async def test_store_keeps_games_and_rows_across_reopen(tmp_path: Path):
     path = tmp_path / "store.sqlite3"
     store = await PredictionStore(path, synchronous="NORMAL").open()
     await store.record(_record("p1"))
     await store.save_games([future_game("g1"), nba("n1")])
     await store.save_games([future_game("g1", team_a_odds=1.5)])
-    await store.set_meta("epoch", "abc")
     await store.close()
     store = await PredictionStore(path).open()
     try:
         games = {g.game_id: g for g in await store.load_games()}
         assert set(games) == {"g1", "n1"} and games["g1"].team_a_odds == 1.5
-        assert await store.get_meta("epoch") == "abc"
-        assert await store.get_meta("missing") is None
         assert not (await store.record(_record("p1"))).stored
     finally:
         await store.close()

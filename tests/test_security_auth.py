@@ -345,7 +345,7 @@ async def test_clock_skew_at_the_window_edges(start_hub, offset_s, fresh):
                              receiver_ss58=VALIDATOR.ss58_address)
     status, body, _ = await running.request("GET", "/games?timeout=0", headers=headers)
     assert status == (200 if fresh else 401), body
-    assert len(running.hub.nonces) == (2 if fresh else 0)
+    assert len(running.hub.admission.nonces) == (2 if fresh else 0)
 
 
 @pytest.mark.parametrize("nonce", [0, -1, 10**25, 2**64], ids=["zero", "negative", "1e25",
@@ -572,11 +572,11 @@ async def test_nonce_store_is_bounded_under_key_spraying(start_hub):
     running = await start_hub(
         registry=AllowListRegistry([BOB.ss58_address] + [k.ss58_address for k in registered]),
         nonce_store_size=100, auth_max_age_s=1.0, auth_allowed_skew_s=0.5)
-    retention = running.hub.nonces.retention
+    retention = running.hub.admission.nonces.retention
     for key in throwaway_keys(150, seed=7):
         status, body, _ = await running.request("GET", "/games?timeout=0", key=key)
         assert (status, body["error"]) == (403, "not_registered")
-    assert len(running.hub.nonces) == 0  # the spray stored nothing
+    assert len(running.hub.admission.nonces) == 0  # the spray stored nothing
     status, body, _ = await running.request("GET", "/games?timeout=0", key=BOB)
     assert status == 200, body
 
@@ -585,7 +585,7 @@ async def test_nonce_store_is_bounded_under_key_spraying(start_hub):
     for key in registered:
         status, body, headers = await running.request("GET", "/games?timeout=0", key=key)
         statuses.append((status, body.get("error")))
-        peak = max(peak, len(running.hub.nonces))
+        peak = max(peak, len(running.hub.admission.nonces))
         if status == 429:
             assert headers["Retry-After"] == "1"
     assert peak == 100
@@ -594,7 +594,7 @@ async def test_nonce_store_is_bounded_under_key_spraying(start_hub):
     await asyncio.sleep(retention + 0.2)
     status, body, _ = await running.request("GET", "/games?timeout=0", key=BOB)
     assert status == 200, body
-    assert len(running.hub.nonces) == 1
+    assert len(running.hub.admission.nonces) == 1
     print(f"\nnonce store: unregistered spray stored 0 nonces; registered keys peaked at "
           f"{peak} entries (bound 100), refused for <= {retention:.1f} s")
 
@@ -612,9 +612,9 @@ async def test_limiter_and_connection_tables_stay_bounded(start_hub, bystanders,
                                   [CHARLIE.ss58_address]
                                   + [k.ss58_address for k in throwaway_keys(120, seed=3)]))
     hub = running.hub
-    hub.connect_limit_by_hotkey.max_keys = 50
-    hub.connect_limit_by_address.max_keys = 20
-    hub.message_limit.max_keys = 50
+    hub.admission.connect_limit_by_hotkey.max_keys = 50
+    hub.admission.connect_limit_by_address.max_keys = 20
+    hub.admission.message_limit.max_keys = 50
     bystander = await bystanders(running, CHARLIE)
     port = running.server.port
     keys = throwaway_keys(120, seed=3)
@@ -633,16 +633,16 @@ async def test_limiter_and_connection_tables_stay_bounded(start_hub, bystanders,
         await upgraded(ws)
         await assert_alive(ws, index + 1)
         peaks["sessions"] = max(peaks["sessions"], len(hub.sessions))
-        peaks["hotkey"] = max(peaks["hotkey"], len(hub.connect_limit_by_hotkey))
-        peaks["address"] = max(peaks["address"], len(hub.connect_limit_by_address))
-        peaks["messages"] = max(peaks["messages"], len(hub.message_limit))
+        peaks["hotkey"] = max(peaks["hotkey"], len(hub.admission.connect_limit_by_hotkey))
+        peaks["address"] = max(peaks["address"], len(hub.admission.connect_limit_by_address))
+        peaks["messages"] = max(peaks["messages"], len(hub.admission.message_limit))
         ws.abort()
 
     for batch in range(0, 120, 40):  # 40 at once against a limit of 30 sessions
         await asyncio.gather(*(visit(i) for i in range(batch, batch + 40)))
-        peaks["hotkey"] = max(peaks["hotkey"], len(hub.connect_limit_by_hotkey))
-        peaks["address"] = max(peaks["address"], len(hub.connect_limit_by_address))
-        peaks["messages"] = max(peaks["messages"], len(hub.message_limit))
+        peaks["hotkey"] = max(peaks["hotkey"], len(hub.admission.connect_limit_by_hotkey))
+        peaks["address"] = max(peaks["address"], len(hub.admission.connect_limit_by_address))
+        peaks["messages"] = max(peaks["messages"], len(hub.admission.message_limit))
         await eventually(lambda: len(hub.sessions) == 1)
     # a key sprayer that is not registered never reaches the ledger
     for key in throwaway_keys(20, seed=99):
@@ -652,8 +652,8 @@ async def test_limiter_and_connection_tables_stay_bounded(start_hub, bystanders,
     assert peaks["hotkey"] <= 50 and peaks["address"] <= 20 and peaks["messages"] <= 50, peaks
     assert peaks["sessions"] <= 30, peaks
     assert set(hub.sessions) == {CHARLIE.ss58_address}
-    assert sum(len(members) for members in hub._groups.values()) == 1
-    await eventually(lambda: not hub._closing)
+    assert sum(hub.sessions.group_sizes().values()) == 1
+    await eventually(lambda: not hub.sessions.closing)
     assert {key for key, _ in hub.desk.ledger._totals} <= {CHARLIE.ss58_address}
     print(f"\nspray of 120 hotkeys / 30 addresses: peaks {peaks}, {refused} refused at "
           f"max_connections")

@@ -223,7 +223,7 @@ async def test_ping_flood_that_never_reads_is_dropped(start_hub, bystanders, cap
     dropped_after = time.monotonic() - started
     flooding.cancel()
     await asyncio.gather(flooding, return_exceptions=True)
-    await eventually(lambda: not running.hub._closing, timeout=5.0)
+    await eventually(lambda: not running.hub.sessions.closing, timeout=5.0)
     figures = await bystander.stop()
     ws.abort()
     print(f"\nping flood ({sent} pings sent, none read): dropped after {dropped_after:.2f} s "

@@ -1,0 +1,134 @@
+"""Who may talk to the hub, and how often: every check that runs *before* the
+WebSocket upgrade or an HTTP API call (shutdown, per-address rate, btauth/1 signature
+and nonce, miner registry, connect rate, connection limit), plus the per-hotkey
+message rate and the strikes that end a WebSocket flooding it.
+
+A refusal is a :class:`~server_stub.auth.HubHTTPError`: the caller answers it with
+:func:`~server_stub.http_errors.error_response`, never with a socket.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from sdk.codes import ErrorCode
+
+from .auth import BoundedNonceStore, GatedNonceStore, HubHTTPError, authenticate
+from .config import HubConfig
+from .http_errors import retry_after_seconds
+from .ratelimit import KeyedLimiter
+from .registry import Decision, MinerRegistry
+
+__all__ = ["Admission"]
+
+STRIKE_WINDOW_S = 10.0
+"""Strikes refill so that ``rate_limit_strikes`` of them last this long."""
+
+
+class Admission:
+    """The admission checks and rate limiters of one hub.
+
+    ``sessions`` is the hub's live table of connected hotkeys: the connection limit
+    counts it, and a hotkey already in it may always replace its own connection.
+    """
+
+    def __init__(self, config: HubConfig, *, validator_hotkey: str, registry: MinerRegistry,
+                 sessions: Mapping[str, object]) -> None:
+        self.config = config
+        self.validator_hotkey = validator_hotkey
+        self.registry = registry
+        self._sessions = sessions
+        self.closed = False
+        self.nonces = BoundedNonceStore(
+            retention=config.auth_max_age_s + config.auth_allowed_skew_s + 1.0,
+            max_entries=config.nonce_store_size)
+        # Only an admitted caller's nonce is remembered: a flood of valid signatures
+        # from unknown hotkeys cannot fill the store.
+        self._miner_nonces = GatedNonceStore(
+            self.nonces, lambda hotkey: registry.check(hotkey) is Decision.ALLOWED)
+        self._admin_nonces = GatedNonceStore(self.nonces, self.is_admin)
+        per_minute = config.connects_per_minute / 60.0
+        self.connect_limit_by_hotkey = KeyedLimiter(per_minute, config.connect_burst)
+        self.connect_limit_by_address = KeyedLimiter(per_minute * 10, config.connect_burst * 10)
+        self.message_limit = KeyedLimiter(config.messages_per_second, config.message_burst)
+        self.strikes = KeyedLimiter(config.rate_limit_strikes / STRIKE_WINDOW_S,
+                                    config.rate_limit_strikes)
+
+    def close(self) -> None:
+        """Refuse everyone from now on (503 ``shutting_down``): the hub is stopping."""
+        self.closed = True
+
+    def is_admin(self, hotkey: str) -> bool:
+        """May post games: the validator's own hotkey or a configured admin hotkey."""
+        return hotkey == self.validator_hotkey or hotkey in self.config.admin_hotkeys
+
+    def admit_miner(self, request: web.Request, body: bytes = b"", *,
+                    limit_address: bool = False) -> str:
+        """Every check before an HTTP API call of a miner; returns its hotkey.
+
+        ``limit_address`` applies the per-address connect limit before the signature
+        is even checked (upgrades only: the HTTP fallback of many miners behind one
+        address is limited per hotkey instead)."""
+        hotkey = self._authenticate(request, body, self._miner_nonces,
+                                    limit_address=limit_address)
+        decision = self.registry.check(hotkey)
+        if decision is Decision.BLACKLISTED:
+            raise HubHTTPError(403, ErrorCode.BLACKLISTED, "this hotkey is blacklisted")
+        if decision is Decision.NOT_REGISTERED:
+            raise HubHTTPError(403, ErrorCode.NOT_REGISTERED,
+                               "this hotkey is not registered with this validator")
+        if decision is Decision.UNAVAILABLE:
+            raise HubHTTPError(503, ErrorCode.SHUTTING_DOWN,
+                               "miner registry not loaded yet", retry_after=10.0)
+        return hotkey
+
+    def admit_admin(self, request: web.Request, body: bytes) -> str:
+        """The checks of ``POST /admin/games``: a valid signature of the validator or an
+        admin hotkey (the miner registry plays no part); returns the hotkey."""
+        hotkey = self._authenticate(request, body, self._admin_nonces, limit_address=False)
+        if not self.is_admin(hotkey):
+            raise HubHTTPError(403, ErrorCode.FORBIDDEN,
+                               "only the validator's own hotkey or an admin hotkey may post games")
+        return hotkey
+
+    def admit_connection(self, request: web.Request) -> str:
+        """Every check before a WebSocket upgrade; returns the miner's hotkey."""
+        hotkey = self.admit_miner(request, limit_address=True)
+        now = time.monotonic()
+        if not self.connect_limit_by_hotkey.allow(hotkey, now):
+            raise HubHTTPError(429, ErrorCode.RATE_LIMITED, "too many connects for this hotkey",
+                               retry_after=retry_after_seconds(
+                                   self.connect_limit_by_hotkey.retry_after(hotkey)))
+        if len(self._sessions) >= self.config.max_connections and hotkey not in self._sessions:
+            raise HubHTTPError(429, ErrorCode.TOO_MANY_CONNECTIONS,
+                               "the hub is at its connection limit", retry_after=5.0)
+        return hotkey
+
+    def within_message_rate(self, hotkey: str) -> bool:
+        """Take one token of the hotkey's message rate (shared by the WebSocket and
+        ``POST /predictions``); False when there was none."""
+        return self.message_limit.allow(hotkey, time.monotonic())
+
+    def strike(self, hotkey: str) -> bool:
+        """Count one rate-limited WebSocket frame; False once the strikes are used up."""
+        return self.strikes.allow(hotkey, time.monotonic())
+
+    def _authenticate(self, request: web.Request, body: bytes, nonces: GatedNonceStore, *,
+                      limit_address: bool) -> str:
+        if self.closed:
+            raise HubHTTPError(503, ErrorCode.SHUTTING_DOWN, "hub is shutting down",
+                               retry_after=self.config.shutdown_retry_after_s)
+        if limit_address:
+            address = request.remote or "?"
+            if not self.connect_limit_by_address.allow(address, time.monotonic()):
+                raise HubHTTPError(429, ErrorCode.RATE_LIMITED,
+                                   "too many requests from this address",
+                                   retry_after=retry_after_seconds(
+                                       self.connect_limit_by_address.retry_after(address)))
+        return authenticate(
+            request.headers, body, method=request.method, path=request.raw_path,
+            validator_hotkey=self.validator_hotkey, nonce_store=nonces,
+            max_age=self.config.auth_max_age_s, allowed_skew=self.config.auth_allowed_skew_s)

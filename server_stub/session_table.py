@@ -1,0 +1,140 @@
+"""The hub's connected miners: one :class:`~server_stub.session.MinerSession` per
+hotkey, grouped by game filter so a broadcast serialises each update once per
+filter, and the close handshakes in flight (slow consumer 4008, deregistered 4003,
+replaced, shutdown...), each in a task the table owns until it ends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+
+from sdk.codes import CloseCode
+from sdk.frames import encode_frame
+
+from .session import MinerSession
+from .stats import HubStats
+from .stream import GameFilter, GameStream, UpdateRecord
+
+__all__ = ["SessionTable"]
+
+
+class SessionTable(Mapping[str, MinerSession]):
+    """Read like a ``{hotkey: MinerSession}`` mapping of the open sessions; a session
+    leaves it (and every broadcast) the moment its close begins."""
+
+    def __init__(self, *, stream: GameStream, stats: HubStats, close_timeout_s: float) -> None:
+        self._stream = stream
+        self._stats = stats
+        self._close_timeout_s = close_timeout_s
+        self._sessions: dict[str, MinerSession] = {}
+        self._groups: dict[GameFilter, set[MinerSession]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def __getitem__(self, hotkey: str) -> MinerSession:
+        return self._sessions[hotkey]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sessions)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def closing(self) -> int:
+        """Close handshakes still in flight."""
+        return len(self._closing)
+
+    def group_sizes(self) -> dict[GameFilter, int]:
+        """How many sessions each game filter serves (empty groups are dropped)."""
+        return {flt: len(members) for flt, members in self._groups.items()}
+
+    # -- membership -------------------------------------------------------------------
+
+    def add(self, session: MinerSession) -> None:
+        """Enter a new session (its hotkey's previous one must be closed first)."""
+        self._sessions[session.hotkey] = session
+        self._groups.setdefault(session.game_filter, set()).add(session)
+        self._stats.connections_total += 1
+        self._stats.active_connections = len(self._sessions)
+
+    def remove(self, session: MinerSession) -> None:
+        """Take a session out (idempotent; a newer session of its hotkey stays)."""
+        if self._sessions.get(session.hotkey) is session:
+            del self._sessions[session.hotkey]
+        self._leave_group(session)
+        self._stats.active_connections = len(self._sessions)
+
+    def regroup(self, session: MinerSession, flt: GameFilter) -> None:
+        """Move a session to the broadcasts of another game filter."""
+        self._leave_group(session)
+        session.game_filter = flt
+        self._groups.setdefault(flt, set()).add(session)
+
+    def _leave_group(self, session: MinerSession) -> None:
+        members = self._groups.get(session.game_filter)
+        if members is not None:
+            members.discard(session)
+            if not members:
+                del self._groups[session.game_filter]
+
+    # -- sending ----------------------------------------------------------------------
+
+    def broadcast(self, record: UpdateRecord) -> None:
+        """Queue ``record`` to every session whose filter selects some of its games."""
+        self._stats.broadcasts += 1
+        for flt, members in list(self._groups.items()):
+            if not members:
+                continue
+            update = self._stream.broadcast_update(record, flt)
+            if update is None:
+                continue
+            text = encode_frame(update)  # serialised once for every miner of this filter
+            for session in list(members):
+                session.send(text)
+
+    def count_sent(self, count: int) -> None:
+        """:class:`MinerSession` ``on_sent`` callback."""
+        self._stats.messages_out += count
+
+    def on_overflow(self, session: MinerSession) -> None:
+        """:class:`MinerSession` ``on_overflow`` callback: a slow consumer is closed."""
+        self.close(session, CloseCode.SLOW_CONSUMER,
+                   "send queue overflow: read faster, then resume")
+
+    # -- closing ----------------------------------------------------------------------
+
+    def close(self, session: MinerSession, code: CloseCode, reason: str,
+              *, drain: bool = False) -> None:
+        """Take the session out of every broadcast now; finish the close handshake in
+        a task the table owns (``drain``: deliver what is queued first)."""
+        if session.closing:
+            return
+        session.closing = True
+        self.remove(session)
+        self._stats.closes[int(code)] += 1
+        task = asyncio.create_task(self._finish_close(session, code, reason, drain),
+                                   name=f"close-{session.session_id}")
+        session.close_task = task
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _finish_close(self, session: MinerSession, code: CloseCode, reason: str,
+                            drain: bool) -> None:
+        if drain:
+            await session.drain(self._close_timeout_s)
+        await session.stop_reading(self._close_timeout_s)
+        await session.close(int(code), reason, self._close_timeout_s)
+
+    async def close_all(self, code: CloseCode, reason: str, *, drain: bool = False) -> None:
+        """Close every session and wait for every close handshake in flight."""
+        for session in list(self._sessions.values()):
+            self.close(session, code, reason, drain=drain)
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
+
+    async def close_deregistered(self, hotkeys: set[str]) -> None:
+        """The registry's removal callback: close those miners with 4003."""
+        for hotkey in hotkeys:
+            session = self._sessions.get(hotkey)
+            if session is not None:
+                self.close(session, CloseCode.DEREGISTERED, "hotkey deregistered from the subnet")
