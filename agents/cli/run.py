@@ -55,7 +55,7 @@ from .common import (
     load_signer,
     outbox_path,
 )
-from .devhub import LocalHub, dev_miner
+from .devhub import dev_hub, dev_miner
 from .views import GameBoard, ReceiptRow, counts_line, describe_pick, receipts_table, short
 from .views import summary as summary_view
 
@@ -256,7 +256,7 @@ async def run_miner(cfg: RunConfig, console: Console) -> int:
     async with contextlib.AsyncExitStack() as stack:
         outbox_dir = cfg.outbox_dir
         if cfg.dev:
-            hub = await stack.enter_async_context(LocalHub(port=cfg.dev_port))
+            hub = await stack.enter_async_context(dev_hub(port=cfg.dev_port))
             endpoints = [ValidatorEndpoint(hub.validator_hotkey, hub.url)]
             if outbox_dir is None:  # a throwaway hub: a throwaway outbox
                 outbox_dir = Path(stack.enter_context(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.discovery import ValidatorEndpoint
 
 from .common import EXIT_USAGE, CliError, WalletOptions, load_signer
-from .devhub import LocalHub, dev_miner
+from .devhub import dev_hub, dev_miner
+
+if TYPE_CHECKING:
+    from server_stub.testing import LocalHub
 
 __all__ = ["Target", "one_validator"]
 
@@ -37,5 +40,5 @@ async def one_validator(*, dev: bool, validators: list[ValidatorEndpoint],
     if not dev:
         yield Target(signer, validators[0])
         return
-    async with LocalHub(port=dev_port) as hub:
+    async with dev_hub(port=dev_port) as hub:
         yield Target(signer, ValidatorEndpoint(hub.validator_hotkey, hub.url), hub)
