@@ -1,27 +1,38 @@
 """What every ``bt-miner`` command shares: exit codes, the one-line error, wallets,
-validator addresses, outbox locations and logging."""
+validator addresses, outbox locations, stop signals, connection failures and logging."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.discovery import ValidatorEndpoint
+from sdk.errors import DeregisteredError, NotRegisteredError, ReplacedError
+
+if TYPE_CHECKING:
+    from sdk.connection import ValidatorConnection
 
 __all__ = [
     "EXIT_FAILURE",
     "EXIT_OK",
     "EXIT_REFUSED",
     "EXIT_USAGE",
+    "PERMANENT_REFUSALS",
     "CliError",
     "WalletOptions",
     "check_hotkey",
+    "connection_failure",
     "default_outbox_dir",
+    "install_stop_signals",
     "load_signer",
     "outbox_path",
     "parse_agent_options",
@@ -48,6 +59,11 @@ EXIT_CODES_HELP = (
 )
 
 DEFAULT_WALLET_PATH = "~/.bittensor/wallets"
+
+PERMANENT_REFUSALS = (NotRegisteredError, ReplacedError, DeregisteredError)
+"""The refusals that exit with :data:`EXIT_REFUSED`: retrying cannot help."""
+
+log = logging.getLogger("agents.cli")
 
 
 class CliError(Exception):
@@ -180,6 +196,53 @@ def outbox_path(directory: Path | None, miner_hotkey: str, validator_hotkey: str
 
     name = default_outbox_path(miner_hotkey, validator_hotkey).name
     return (directory.expanduser() if directory is not None else default_outbox_dir()) / name
+
+
+# -- stopping and failing ------------------------------------------------------------------
+
+
+def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM set ``stop`` (a second one cancels the current task); returns
+    the function that removes the handlers. A no-op where signals cannot be
+    handled (not the main thread, Windows)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    installed: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: stopping now", signal.Signals(signum).name)
+            if task is not None:
+                task.cancel()
+            return
+        log.info("%s: stopping (in-flight predictions get their receipts, outbox flushed)",
+                 signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue
+        installed.append(signum)
+
+    def remove() -> None:
+        for signum in installed:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+
+    return remove
+
+
+def connection_failure(conns: list[ValidatorConnection]) -> tuple[int, list[str]] | None:
+    """(exit code, one line per failed validator) when a connection stopped for good."""
+    refused = [c for c in conns if isinstance(c.error, PERMANENT_REFUSALS)]
+    failed = [c for c in conns if c.error is not None and c not in refused]
+    if not refused and not failed:
+        return None
+    lines = [str(c.error) for c in refused]
+    lines += [f"validator {c.validator_hotkey}: connection stopped: {c.error}" for c in failed]
+    return (EXIT_REFUSED if refused else EXIT_FAILURE), lines
 
 
 # -- agents --------------------------------------------------------------------------------

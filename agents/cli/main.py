@@ -17,6 +17,7 @@ from .common import (
     EXIT_CODES_HELP,
     EXIT_FAILURE,
     EXIT_USAGE,
+    PERMANENT_REFUSALS,
     CliError,
     WalletOptions,
     parse_agent_options,
@@ -102,8 +103,6 @@ def _execute(make: Callable[[], Awaitable[int]]) -> None:
     """Run a command's coroutine; map errors to one line on stderr and an exit code."""
     from agents.loader import AgentLoadError
     from sdk.errors import BettensorWSError, SigningError
-
-    from .run import PERMANENT_REFUSALS
 
     try:
         code = asyncio.run(_guarded(make))
