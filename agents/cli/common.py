@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from agents.discovery import ValidatorEndpoint
 from sdk.errors import DeregisteredError, NotRegisteredError, ReplacedError
+from sdk.wallets import WalletError, hotkey_file, load_wallet
 
 if TYPE_CHECKING:
+    from bittensor import Wallet
+
     from sdk.connection import ValidatorConnection
 
 __all__ = [
@@ -58,8 +61,6 @@ EXIT_CODES_HELP = (
     "4003 deregistered)."
 )
 
-DEFAULT_WALLET_PATH = "~/.bittensor/wallets"
-
 PERMANENT_REFUSALS = (NotRegisteredError, ReplacedError, DeregisteredError)
 """The refusals that exit with :data:`EXIT_REFUSED`: retrying cannot help."""
 
@@ -91,29 +92,16 @@ class WalletOptions:
         return any(v is not None for v in (self.name, self.hotkey, self.path))
 
     def hotkey_file(self) -> Path:
-        return (Path(self.path or DEFAULT_WALLET_PATH).expanduser() / (self.name or "default")
-                / "hotkeys" / (self.hotkey or "default"))
+        return hotkey_file(self.name, self.hotkey, self.path)
 
 
-def load_signer(options: WalletOptions) -> Any:
+def load_signer(options: WalletOptions) -> Wallet:
     """The miner's hotkey signer from a bittensor wallet; :class:`CliError` (exit 2)
     naming the file that was looked at when it is missing or unusable."""
-    from bittensor import Wallet
-
-    from sdk.errors import SigningError
-    from sdk.signing import hotkey_signer
-
-    hotkey_file = options.hotkey_file()
-    if not hotkey_file.is_file():
-        raise CliError(f"hotkey file not found: {hotkey_file} (check --wallet.name, "
-                       "--wallet.hotkey and --wallet.path)")
-    wallet = Wallet(name=options.name or "default", hotkey=options.hotkey or "default",
-                    path=str(Path(options.path or DEFAULT_WALLET_PATH).expanduser()))
     try:
-        hotkey_signer(wallet)
-    except SigningError as exc:
-        raise CliError(f"cannot sign with the hotkey {hotkey_file}: {exc.message}") from None
-    return wallet
+        return load_wallet(options.name, options.hotkey, options.path)
+    except WalletError as exc:
+        raise CliError(str(exc)) from None
 
 
 # -- validators ----------------------------------------------------------------------------
