@@ -41,10 +41,11 @@ from sdk.connection import ConnectionState, ValidatorConnection
 from sdk.errors import LinkError, PredictionRejected, ReceiptError
 from sdk.frames import Confirmation, GameUpdate
 from sdk.models import Game, Prediction
+from sdk.outbox import COUNTED_STATUSES
 from sdk.validation import DEFAULT_DAILY_WAGER_LIMIT, wager_day
 
 from .base import Agent, AgentContext, Pick, agent_logger
-from .budget import COUNTED_STATUSES, DailySpend, OverBudget, fit_wager
+from .budget import DailySpend, OverBudget, fit_wager
 from .stats import RunnerStats, ValidatorStats
 from .stopping import until_stopped
 

@@ -180,9 +180,9 @@ def default_outbox_dir() -> Path:
 
 def outbox_path(directory: Path | None, miner_hotkey: str, validator_hotkey: str) -> Path:
     """One outbox file per miner and validator, named as the SDK names it."""
-    from sdk.outbox import default_outbox_path
+    from sdk.outbox import outbox_file_name
 
-    name = default_outbox_path(miner_hotkey, validator_hotkey).name
+    name = outbox_file_name(miner_hotkey, validator_hotkey)
     return (directory.expanduser() if directory is not None else default_outbox_dir()) / name
 
 
