@@ -40,6 +40,7 @@ __all__ = [
     "outbox_path",
     "parse_agent_options",
     "parse_validators",
+    "put_app_dir_first",
     "setup_logging",
 ]
 
@@ -234,6 +235,17 @@ def connection_failure(conns: list[ValidatorConnection]) -> tuple[int, list[str]
 
 
 # -- agents --------------------------------------------------------------------------------
+
+
+def put_app_dir_first(directory: Path) -> None:
+    """Put ``directory`` at the front of ``sys.path`` so ``--agent module:Class`` finds
+    the user's own modules there (as uvicorn's ``--app-dir``): a console script's
+    import path starts at its own bin directory, not at the working directory."""
+    if not directory.is_dir():
+        raise CliError(f"--app-dir {str(directory)!r} is not a directory")
+    entry = str(directory.resolve())
+    if sys.path[:1] != [entry]:
+        sys.path.insert(0, entry)
 
 
 def parse_agent_options(values: list[str]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from .common import (
     install_stop_signals,
     load_signer,
     outbox_path,
+    put_app_dir_first,
 )
 from .devhub import LocalHub, dev_miner
 from .live import end_live, live_display, refresh_until
@@ -63,6 +64,8 @@ log = logging.getLogger("agents.cli")
 class RunConfig:
     agent: str = "value"
     agent_options: dict[str, Any] = field(default_factory=dict)
+    app_dir: Path | None = None
+    """Put first on the import path before loading ``agent`` (None: leave it as is)."""
     validators: list[ValidatorEndpoint] = field(default_factory=list)
     netuid: int | None = None
     network: str = "finney"
@@ -181,6 +184,8 @@ async def _budgets(conns: list[ValidatorConnection],
 async def run_miner(cfg: RunConfig, console: Console) -> int:
     """Run until stopped; return the exit code. Raises :class:`CliError` for
     usage/configuration problems found before anything connects."""
+    if cfg.app_dir is not None:
+        put_app_dir_first(cfg.app_dir)
     try:
         agent = load_agent(cfg.agent, **cfg.agent_options)
     except AgentLoadError as exc:
