@@ -2,7 +2,8 @@
 
 A validator allows at most ``daily_wager_limit`` per miner per UTC day of *its* clock.
 The runner keeps one :class:`DailySpend` per validator: what was wagered per day
-(seeded from the outbox at start, then every submission reserved before it is sent
+(seeded at start from the outbox entries whose status counts,
+:data:`sdk.outbox.COUNTED_STATUSES`, then every submission reserved before it is sent
 and released again if it is rejected), and :func:`fit_wager` decides what happens to
 a pick that does not fit what is left.
 """
@@ -13,12 +14,9 @@ import math
 from collections.abc import Iterable
 from typing import Literal
 
-__all__ = ["COUNTED_STATUSES", "DailySpend", "OverBudget", "fit_wager"]
+__all__ = ["DailySpend", "OverBudget", "fit_wager"]
 
 OverBudget = Literal["scale", "drop"]
-
-COUNTED_STATUSES = frozenset({"pending", "accepted", "duplicate"})
-"""Outbox statuses whose wager counts against the day (what the hub counts too)."""
 
 _EPSILON = 1e-9
 

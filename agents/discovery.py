@@ -4,7 +4,7 @@ A validator a miner should connect to is a neuron that holds a **validator permi
 and **serves an axon** (``"ip:port"``; the hub listens on that port), optionally
 with at least ``min_stake`` total stake. Selection is pure
 (:func:`validators_from_metagraph`); fetching the metagraph is a separate, injectable
-step (:func:`fetch_metagraph`, the real ``bittensor`` path, is the default)::
+step (:func:`sdk.metagraph.fetch_neurons`, the real ``bittensor`` path, is the default)::
 
     found = await discover_validators(30, "finney", min_stake=1000)
     for validator in found:
@@ -14,9 +14,10 @@ step (:func:`fetch_metagraph`, the real ``bittensor`` path, is the default)::
 from __future__ import annotations
 
 import ipaddress
-import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple
+
+from sdk.metagraph import MetagraphError, SubnetNotFound, fetch_neurons, stake_of
 
 __all__ = [
     "DiscoveryError",
@@ -25,22 +26,19 @@ __all__ = [
     "ValidatorEndpoint",
     "axon_url",
     "discover_validators",
-    "fetch_metagraph",
     "validators_from_metagraph",
 ]
 
 MetagraphFetch = Callable[[int, str], Awaitable[Any]]
 """``await fetch(netuid, network)``: a metagraph (an object with ``neurons``, or an
-iterable of neurons); each neuron has ``hotkey``, ``validator_permit``, ``axon``
-(``"ip:port"`` or None) and ``total_stake`` (a number or a bittensor ``Balance``)."""
+iterable of neurons such as the rows of :func:`sdk.metagraph.fetch_neurons`); each
+neuron has ``hotkey``, ``validator_permit``, ``axon`` (``"ip:port"`` or None) and
+``total_stake`` (a number or a bittensor ``Balance``)."""
 
 
-class DiscoveryError(LookupError):
-    """The metagraph could not be fetched, or the subnet does not exist."""
-
-
-class SubnetNotFound(DiscoveryError):
-    """The chain has no subnet with this netuid."""
+DiscoveryError = MetagraphError
+"""The metagraph could not be fetched, or the subnet does not exist (raised by the
+fetch; :class:`~sdk.metagraph.SubnetNotFound` is the missing-subnet case)."""
 
 
 class ValidatorEndpoint(NamedTuple):
@@ -50,19 +48,6 @@ class ValidatorEndpoint(NamedTuple):
     url: str
     uid: int | None = None
     stake: float = 0.0
-
-
-def stake_of(neuron: Any) -> float:
-    """A neuron's total stake as a float (a bittensor ``Balance`` or a number)."""
-    value = getattr(neuron, "total_stake", 0.0)
-    if value is None:
-        return 0.0
-    amount = getattr(value, "amount", value)
-    try:
-        number = float(amount)
-    except (TypeError, ValueError):
-        return 0.0
-    return number if math.isfinite(number) else 0.0
 
 
 def axon_url(axon: str | None, scheme: str = "ws") -> str | None:
@@ -126,29 +111,14 @@ def validators_from_metagraph(metagraph: Any, *, min_stake: float = 0.0,
     return sorted(found.values(), key=lambda v: (-v.stake, v.hotkey))
 
 
-async def fetch_metagraph(netuid: int, network: str) -> Any:
-    """The real fetch: the subnet's metagraph from the chain through ``bittensor``."""
-    import bittensor  # imported lazily: only this path talks to a chain
-
-    try:
-        async with bittensor.Client(network) as client:
-            metagraph = await client.subnets.metagraph(netuid, commitments=False)
-    except Exception as exc:
-        raise DiscoveryError(f"cannot read the metagraph of netuid {netuid} from "
-                             f"{network!r}: {type(exc).__name__}: {exc}") from exc
-    if metagraph is None:
-        raise SubnetNotFound(f"subnet {netuid} does not exist on {network!r}")
-    return metagraph
-
-
 async def discover_validators(netuid: int, network: str, *, min_stake: float = 0.0,
                               exclude: Iterable[str] = (),
                               fetch: MetagraphFetch | None = None,
                               ) -> list[ValidatorEndpoint]:
     """Fetch the metagraph of ``netuid`` on ``network`` (with ``fetch``, default
-    :func:`fetch_metagraph`) and select its validators
+    :func:`sdk.metagraph.fetch_neurons`) and select its validators
     (:func:`validators_from_metagraph`). Raises :class:`DiscoveryError`."""
-    metagraph = await (fetch or fetch_metagraph)(netuid, network)
+    metagraph = await (fetch or fetch_neurons)(netuid, network)
     if metagraph is None:
         raise SubnetNotFound(f"subnet {netuid} does not exist on {network!r}")
     return validators_from_metagraph(metagraph, min_stake=min_stake, exclude=exclude)

@@ -29,7 +29,7 @@ import logging
 import math
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -41,11 +41,13 @@ from sdk.connection import ConnectionState, ValidatorConnection
 from sdk.errors import LinkError, PredictionRejected, ReceiptError
 from sdk.frames import Confirmation, GameUpdate
 from sdk.models import Game, Prediction
+from sdk.outbox import COUNTED_STATUSES
 from sdk.validation import DEFAULT_DAILY_WAGER_LIMIT, wager_day
 
 from .base import Agent, AgentContext, Pick, agent_logger
-from .budget import COUNTED_STATUSES, DailySpend, OverBudget, fit_wager
+from .budget import DailySpend, OverBudget, fit_wager
 from .stats import RunnerStats, ValidatorStats
+from .stopping import until_stopped
 
 __all__ = ["RETRY_CODES", "AgentRunner"]
 
@@ -184,7 +186,8 @@ class AgentRunner:
                 result = hook(*args)
                 if inspect.isawaitable(result):
                     if interruptible:
-                        return await self._unless_stopping(result)
+                        done = await until_stopped(result, self._stopping)
+                        return (False, None) if done is None else (True, done.result())
                     result = await result
                 return True, result
         except asyncio.CancelledError:
@@ -197,20 +200,6 @@ class AgentRunner:
             stats.agent_errors += 1
             logger.exception("agent %r raised in %s", self.agent.name, what)
         return False, None
-
-    async def _unless_stopping(self, awaitable: Awaitable[Any]) -> tuple[bool, Any]:
-        work = asyncio.ensure_future(awaitable)
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not work.done():
-                work.cancel()
-            stopping.cancel()
-            await asyncio.gather(work, stopping, return_exceptions=True)
-        if work.cancelled():
-            return False, None
-        return True, work.result()
 
 
 class _ValidatorWorker:
@@ -277,16 +266,8 @@ class _ValidatorWorker:
 
     async def _wait_ready(self) -> bool:
         """Wait for the connection to open (or the runner to stop); False to give up."""
-        ready = asyncio.ensure_future(self.conn.wait_ready())
-        stopping = asyncio.ensure_future(self.runner._stopping.wait())
-        try:
-            await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for future in (ready, stopping):
-                if not future.done():
-                    future.cancel()
-            await asyncio.gather(ready, stopping, return_exceptions=True)
-        if not ready.done() or ready.cancelled():
+        ready = await until_stopped(self.conn.wait_ready(), self.runner._stopping)
+        if ready is None:
             return False
         error = ready.exception()
         if error is not None:
@@ -303,17 +284,9 @@ class _ValidatorWorker:
             if self.updates_closed or self.runner._stopping.is_set():
                 return False
             self.wake.clear()
-            stopping = asyncio.ensure_future(self.runner._stopping.wait())
-            woken = asyncio.ensure_future(self.wake.wait())
-            try:
-                done, _ = await asyncio.wait({stopping, woken},
-                                             timeout=self.runner.rescan_interval_s,
-                                             return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for future in (stopping, woken):
-                    future.cancel()
-                await asyncio.gather(stopping, woken, return_exceptions=True)
-            if not done:
+            woken = await until_stopped(self.wake.wait(), self.runner._stopping,
+                                        timeout=self.runner.rescan_interval_s)
+            if woken is None and not self.runner._stopping.is_set():
                 self.rescan = True
         return not self.runner._stopping.is_set()
 

@@ -67,10 +67,10 @@ class Welcome(Frame):
 class GameUpdate(Frame):
     """Changed games (or, with ``snapshot``, the full state for the miner's filter).
 
-    ``prev_seq`` is the seq of the previous update that matched this miner's filter
-    (an addition to the brief's field list): a client whose last seen seq is lower
-    than ``prev_seq`` missed an update and must resync. Plain seq gaps are normal
-    under a filter, because other sports' updates advance ``seq`` too.
+    ``prev_seq`` is the seq of the previous update that matched this miner's filter:
+    a client whose last seen seq is lower than ``prev_seq`` missed an update and must
+    resync. Plain seq gaps are normal under a filter, because other sports' updates
+    advance ``seq`` too.
     """
 
     TYPE: ClassVar[str] = "game_update"

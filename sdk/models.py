@@ -40,7 +40,9 @@ def _finite(value: float) -> float:
     return value
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC: a naive datetime is taken as UTC wall time (what a JSON
+    timestamp without an offset means on the wire), an aware one is converted."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     try:
@@ -50,7 +52,7 @@ def _utc(value: datetime) -> datetime:
 
 
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 
 _MODEL_CONFIG = ConfigDict(extra="ignore", frozen=True, ser_json_inf_nan="null")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -42,6 +43,16 @@ CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (validator_hotkey, status,
 
 PENDING = "pending"
 
+COUNTED_STATUSES = frozenset({PENDING, ConfirmationStatus.ACCEPTED.value,
+                              ConfirmationStatus.DUPLICATE.value})
+"""Statuses whose wager counts against the daily limit: pending (it may still be
+accepted) and accepted or duplicate (the hub counted it). What the hub counts too."""
+
+_COUNTED_SQL = ", ".join(f"'{status}'" for status in sorted(COUNTED_STATUSES))
+
+_SS58 = r"[1-9A-HJ-NP-Za-km-z]{40,60}"
+_FILE_NAME = re.compile(rf"^(?P<miner>{_SS58})-(?P<validator>{_SS58})\.sqlite3$")
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
@@ -60,11 +71,23 @@ class OutboxEntry:
     created_ns: int
 
 
+def outbox_file_name(miner_hotkey: str, validator_hotkey: str) -> str:
+    """The outbox file of one miner and one validator (see :func:`parse_outbox_file_name`)."""
+    return f"{miner_hotkey}-{validator_hotkey}.sqlite3"
+
+
+def parse_outbox_file_name(name: str) -> tuple[str, str] | None:
+    """``(miner_hotkey, validator_hotkey)`` of a name made by :func:`outbox_file_name`;
+    None for any other file."""
+    match = _FILE_NAME.match(name)
+    return None if match is None else (match["miner"], match["validator"])
+
+
 def default_outbox_path(miner_hotkey: str, validator_hotkey: str) -> Path:
     import platformdirs
 
     root = Path(platformdirs.user_data_dir("bettensor-ws"))
-    return root / "outbox" / f"{miner_hotkey}-{validator_hotkey}.sqlite3"
+    return root / "outbox" / outbox_file_name(miner_hotkey, validator_hotkey)
 
 
 class Outbox:
@@ -136,12 +159,12 @@ class Outbox:
                                   (validator_hotkey,))
 
     async def wagered(self, validator_hotkey: str, wager_day: str) -> float:
-        """Wagers pending or accepted with this validator on a hub UTC day."""
+        """Wagers counted (:data:`COUNTED_STATUSES`) with this validator on a hub UTC day."""
 
         def op(db: sqlite3.Connection) -> float:
             row = db.execute(
                 "SELECT COALESCE(SUM(wager), 0) FROM outbox WHERE validator_hotkey = ?"
-                " AND wager_day = ? AND status IN ('pending', 'accepted', 'duplicate')",
+                f" AND wager_day = ? AND status IN ({_COUNTED_SQL})",
                 (validator_hotkey, wager_day)).fetchone()
             return float(row[0])
 

@@ -1,9 +1,10 @@
 """A SQLite database driven from asyncio with group commits.
 
 One dedicated thread owns the connection; one writer task takes every operation
-queued since the last commit and runs them in order inside one transaction, each
-under its own savepoint. Callers get a future that resolves only after the commit,
-so durability is per operation while the fsync is shared. Used by the hub's
+queued since the last commit and runs them in order inside one transaction (replayed
+with a savepoint per operation only if one of them fails, so the others still
+commit). Callers get a future that resolves only after the commit, so durability is
+per operation while the fsync is shared. Used by the hub's
 prediction store and the miner's outbox.
 """
 

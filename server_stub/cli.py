@@ -9,11 +9,14 @@ import tempfile
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .config import HubConfig
+
+if TYPE_CHECKING:
+    from bittensor.keyfiles import Keypair
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="bettensor-ws validator hub: miners connect over WebSocket (bt-ws/1).")
@@ -30,29 +33,20 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def load_identity(uri: str | None, wallet_name: str | None, wallet_hotkey: str,
-                  wallet_path: str) -> Any:
+                  wallet_path: str) -> Keypair:
     """The validator's signing key: a throwaway URI key, or the wallet's hotkey."""
-    from bittensor import Wallet
-    from bittensor.keyfiles import Keypair
+    from sdk.wallets import WalletError, key_from_uri, load_wallet
 
-    if uri is not None:
-        try:
-            return Keypair.create_from_uri(uri)
-        except Exception as exc:
-            raise _fail(f"--validator-uri {uri!r} is not a usable key URI: {exc}") from None
-    if wallet_name is None:
-        raise _fail("give the validator identity: --wallet.name/--wallet.hotkey "
-                    "(and --wallet.path), or --validator-uri //Name for a throwaway key, "
-                    "or --dev")
-    wallet = Wallet(name=wallet_name, hotkey=wallet_hotkey, path=wallet_path)
-    hotkey_file = Path(wallet_path).expanduser() / wallet_name / "hotkeys" / wallet_hotkey
-    if not hotkey_file.exists():
-        raise _fail(f"hotkey file not found: {hotkey_file} (check --wallet.name, "
-                    "--wallet.hotkey and --wallet.path)")
     try:
-        return wallet.hotkey
-    except Exception as exc:
-        raise _fail(f"cannot load the hotkey {hotkey_file}: {exc}") from None
+        if uri is not None:
+            return key_from_uri(uri)
+        if wallet_name is None:
+            raise _fail("give the validator identity: --wallet.name/--wallet.hotkey "
+                        "(and --wallet.path), or --validator-uri //Name for a throwaway key, "
+                        "or --dev")
+        return load_wallet(wallet_name, wallet_hotkey, wallet_path).hotkey
+    except WalletError as exc:
+        raise _fail(f"--validator-uri {exc}" if uri is not None else str(exc)) from None
 
 
 def build_registry(*, open_: bool, allow: list[str], allowlist: Path | None, deny: list[str],

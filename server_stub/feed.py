@@ -19,7 +19,8 @@ kick-off the odds freeze (the hub rejects predictions from ``event_start_date``
 on); ``match_duration`` after kick-off the result is drawn from the frozen
 probabilities, the game becomes ``active=False`` and a replacement fixture is
 scheduled, so the number of unsettled fixtures stays at ``games``. Settled games
-stay in the table for :data:`SETTLED_RETENTION` and are then dropped.
+stay in the table for :data:`sdk.tracker.SETTLED_RETENTION` (the retention hub and
+client apply) and are then dropped.
 
 Each fixture has its own ``random.Random`` seeded from ``(seed, fixture number)``,
 so identical ``seed`` and identical ``step`` times give identical output.
@@ -33,25 +34,22 @@ import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from sdk.models import Game, Outcome
+from sdk.models import Game, Outcome, as_utc
+from sdk.tracker import SETTLED_RETENTION
 
 __all__ = [
     "LEAGUES",
-    "SETTLED_RETENTION",
     "FeedError",
     "GameSimulator",
     "League",
     "load_games_file",
 ]
-
-#: Settled games are kept (and visible in :meth:`GameSimulator.games`) this long.
-SETTLED_RETENTION = timedelta(hours=1)
 
 _MARGIN_RANGE = (0.045, 0.075)
 
@@ -261,12 +259,12 @@ class _Fixture:
         return self.game
 
 
-def _utc(value: datetime, name: str) -> datetime:
+def _require_datetime(value: datetime, name: str) -> datetime:
+    """``value`` itself; a TypeError naming the argument when it is not a datetime
+    (a date or a timestamp here would fail far from the mistake)."""
     if not isinstance(value, datetime):
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    return value
 
 
 class GameSimulator:
@@ -305,7 +303,7 @@ class GameSimulator:
                 raise ValueError(f"league {league.name!r} needs at least 2 teams")
         self.seed = seed
         self.id_prefix = id_prefix or f"sim-{seed}"
-        self.start = _utc(start, "start")
+        self.start = as_utc(_require_datetime(start, "start"))
         self.target = games
         self.kickoff_spacing = kickoff_spacing
         self.match_duration = match_duration
@@ -349,7 +347,7 @@ class GameSimulator:
 
         A ``now`` earlier than the previous one returns ``[]`` and changes nothing.
         """
-        now = _utc(now, "now")
+        now = as_utc(_require_datetime(now, "now"))
         if now < self._now:
             return []
         self._now = now

@@ -14,6 +14,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
+from sdk.metagraph import fetch_neurons
+
 log = logging.getLogger("server_stub.registry")
 
 
@@ -96,16 +98,11 @@ HotkeyFetch = Callable[[], Awaitable[Iterable[str]]]
 
 
 def metagraph_fetch(netuid: int, network: str) -> HotkeyFetch:
-    """The real fetch: every hotkey registered on ``netuid`` per the chain."""
+    """The real fetch: every hotkey registered on ``netuid`` per the chain
+    (:func:`sdk.metagraph.fetch_neurons`)."""
 
     async def fetch() -> list[str]:
-        import bittensor  # imported lazily: only this path talks to a chain
-
-        async with bittensor.Client(network) as client:
-            metagraph = await client.subnets.metagraph(netuid, commitments=False)
-        if metagraph is None:
-            raise LookupError(f"subnet {netuid} does not exist on {network}")
-        return list(metagraph.hotkeys)
+        return [row.hotkey for row in await fetch_neurons(netuid, network)]
 
     return fetch
 

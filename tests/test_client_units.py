@@ -10,12 +10,19 @@ import uuid
 from pathlib import Path
 
 import pytest
+from bittensor.keyfiles import Keypair
 
 from sdk.backoff import Backoff
 from sdk.channels import Channel, UpdateChannel, merge_updates
 from sdk.clocksync import ClockEstimator
 from sdk.frames import GameUpdate
-from sdk.outbox import Outbox
+from sdk.outbox import (
+    COUNTED_STATUSES,
+    Outbox,
+    default_outbox_path,
+    outbox_file_name,
+    parse_outbox_file_name,
+)
 from sdk.pacing import TokenBucket
 from sdk.sqlite import DatabaseClosed
 from sdk.tracker import ApplyResult, StreamTracker
@@ -335,6 +342,37 @@ async def test_outbox_settle_keeps_the_first_receipt_and_counts_by_status():
         assert await outbox.counts() == await outbox.counts(V1)
     finally:
         await outbox.close()
+
+
+@pytest.mark.parametrize("status", ["pending", "accepted", "duplicate", "rejected"])
+async def test_outbox_wagered_counts_exactly_the_counted_statuses(status: str):
+    outbox = await Outbox(":memory:").open()
+    try:
+        prediction = wire(wager=12.0)
+        await add(outbox, prediction)
+        if status != "pending":
+            await outbox.settle(prediction["prediction_id"], status, code="ok")
+        expected = 12.0 if status in COUNTED_STATUSES else 0.0
+        assert await outbox.wagered(V1, "2030-01-01") == pytest.approx(expected)
+    finally:
+        await outbox.close()
+    assert {"pending", "accepted", "duplicate"} == COUNTED_STATUSES
+
+
+def test_outbox_file_name_round_trips():
+    miner, validator = (Keypair.create_from_uri(uri).ss58_address for uri in ("//Bob", "//Alice"))
+    name = outbox_file_name(miner, validator)
+    assert parse_outbox_file_name(name) == (miner, validator)
+    assert default_outbox_path(miner, validator).name == name
+
+
+@pytest.mark.parametrize("name", [
+    "hub.sqlite3", "outbox.sqlite3", f"{'5' * 48}.sqlite3", f"{'5' * 48}-{'5' * 48}.db",
+    f"{'5' * 48}-{'0' * 48}.sqlite3",  # 0 is not a base58 digit
+    f"x{'5' * 48}-{'5' * 48}.sqlite3.bak",
+])
+def test_other_files_are_not_outboxes(name: str):
+    assert parse_outbox_file_name(name) is None
 
 
 async def test_outbox_file_survives_reopen(tmp_path: Path):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from sdk.models import Game, Outcome
-from server_stub.feed import SETTLED_RETENTION, FeedError, GameSimulator, load_games_file
+from sdk.tracker import SETTLED_RETENTION
+from server_stub.feed import FeedError, GameSimulator, load_games_file
 
 START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 SPACING = timedelta(minutes=3)

@@ -1,31 +1,46 @@
 """What every ``bt-miner`` command shares: exit codes, the one-line error, wallets,
-validator addresses, outbox locations and logging."""
+validator addresses, outbox locations, stop signals, connection failures and logging."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.discovery import ValidatorEndpoint
+from sdk.errors import DeregisteredError, NotRegisteredError, ReplacedError
+from sdk.wallets import WalletError, hotkey_file, load_wallet
+
+if TYPE_CHECKING:
+    from bittensor import Wallet
+
+    from sdk.connection import ValidatorConnection
 
 __all__ = [
     "EXIT_FAILURE",
     "EXIT_OK",
     "EXIT_REFUSED",
     "EXIT_USAGE",
+    "PERMANENT_REFUSALS",
     "CliError",
     "WalletOptions",
     "check_hotkey",
+    "connection_failure",
     "default_outbox_dir",
+    "install_stop_signals",
     "load_signer",
     "outbox_path",
     "parse_agent_options",
     "parse_validators",
+    "put_app_dir_first",
     "setup_logging",
 ]
 
@@ -47,7 +62,10 @@ EXIT_CODES_HELP = (
     "4003 deregistered)."
 )
 
-DEFAULT_WALLET_PATH = "~/.bittensor/wallets"
+PERMANENT_REFUSALS = (NotRegisteredError, ReplacedError, DeregisteredError)
+"""The refusals that exit with :data:`EXIT_REFUSED`: retrying cannot help."""
+
+log = logging.getLogger("agents.cli")
 
 
 class CliError(Exception):
@@ -75,29 +93,16 @@ class WalletOptions:
         return any(v is not None for v in (self.name, self.hotkey, self.path))
 
     def hotkey_file(self) -> Path:
-        return (Path(self.path or DEFAULT_WALLET_PATH).expanduser() / (self.name or "default")
-                / "hotkeys" / (self.hotkey or "default"))
+        return hotkey_file(self.name, self.hotkey, self.path)
 
 
-def load_signer(options: WalletOptions) -> Any:
+def load_signer(options: WalletOptions) -> Wallet:
     """The miner's hotkey signer from a bittensor wallet; :class:`CliError` (exit 2)
     naming the file that was looked at when it is missing or unusable."""
-    from bittensor import Wallet
-
-    from sdk.errors import SigningError
-    from sdk.signing import hotkey_signer
-
-    hotkey_file = options.hotkey_file()
-    if not hotkey_file.is_file():
-        raise CliError(f"hotkey file not found: {hotkey_file} (check --wallet.name, "
-                       "--wallet.hotkey and --wallet.path)")
-    wallet = Wallet(name=options.name or "default", hotkey=options.hotkey or "default",
-                    path=str(Path(options.path or DEFAULT_WALLET_PATH).expanduser()))
     try:
-        hotkey_signer(wallet)
-    except SigningError as exc:
-        raise CliError(f"cannot sign with the hotkey {hotkey_file}: {exc.message}") from None
-    return wallet
+        return load_wallet(options.name, options.hotkey, options.path)
+    except WalletError as exc:
+        raise CliError(str(exc)) from None
 
 
 # -- validators ----------------------------------------------------------------------------
@@ -176,13 +181,71 @@ def default_outbox_dir() -> Path:
 
 def outbox_path(directory: Path | None, miner_hotkey: str, validator_hotkey: str) -> Path:
     """One outbox file per miner and validator, named as the SDK names it."""
-    from sdk.outbox import default_outbox_path
+    from sdk.outbox import outbox_file_name
 
-    name = default_outbox_path(miner_hotkey, validator_hotkey).name
+    name = outbox_file_name(miner_hotkey, validator_hotkey)
     return (directory.expanduser() if directory is not None else default_outbox_dir()) / name
 
 
+# -- stopping and failing ------------------------------------------------------------------
+
+
+def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM set ``stop`` (a second one cancels the current task); returns
+    the function that removes the handlers. A no-op where signals cannot be
+    handled (not the main thread, Windows)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    installed: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: stopping now", signal.Signals(signum).name)
+            if task is not None:
+                task.cancel()
+            return
+        log.info("%s: stopping (in-flight predictions get their receipts, outbox flushed)",
+                 signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue
+        installed.append(signum)
+
+    def remove() -> None:
+        for signum in installed:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+
+    return remove
+
+
+def connection_failure(conns: list[ValidatorConnection]) -> tuple[int, list[str]] | None:
+    """(exit code, one line per failed validator) when a connection stopped for good."""
+    refused = [c for c in conns if isinstance(c.error, PERMANENT_REFUSALS)]
+    failed = [c for c in conns if c.error is not None and c not in refused]
+    if not refused and not failed:
+        return None
+    lines = [str(c.error) for c in refused]
+    lines += [f"validator {c.validator_hotkey}: connection stopped: {c.error}" for c in failed]
+    return (EXIT_REFUSED if refused else EXIT_FAILURE), lines
+
+
 # -- agents --------------------------------------------------------------------------------
+
+
+def put_app_dir_first(directory: Path) -> None:
+    """Put ``directory`` at the front of ``sys.path`` so ``--agent module:Class`` finds
+    the user's own modules there (as uvicorn's ``--app-dir``): a console script's
+    import path starts at its own bin directory, not at the working directory."""
+    if not directory.is_dir():
+        raise CliError(f"--app-dir {str(directory)!r} is not a directory")
+    entry = str(directory.resolve())
+    if sys.path[:1] != [entry]:
+        sys.path.insert(0, entry)
 
 
 def parse_agent_options(values: list[str]) -> dict[str, Any]:

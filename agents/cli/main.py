@@ -17,6 +17,7 @@ from .common import (
     EXIT_CODES_HELP,
     EXIT_FAILURE,
     EXIT_USAGE,
+    PERMANENT_REFUSALS,
     CliError,
     WalletOptions,
     parse_agent_options,
@@ -81,6 +82,10 @@ LogFormatOpt = Annotated[LogFormat, typer.Option(
 LogLevelOpt = Annotated[LogLevel | None, typer.Option(
     "--log-level", help="Least severe log level shown [default: info; error for live views].")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+AppDirOpt = Annotated[Path, typer.Option(
+    "--app-dir", metavar="DIR",
+    help="Look for the module of --agent module:Class in this directory first (put at "
+         "the front of the import path).")]
 
 
 def _wallet(name: str | None, hotkey: str | None, path: str | None) -> WalletOptions:
@@ -102,8 +107,6 @@ def _execute(make: Callable[[], Awaitable[int]]) -> None:
     """Run a command's coroutine; map errors to one line on stderr and an exit code."""
     from agents.loader import AgentLoadError
     from sdk.errors import BettensorWSError, SigningError
-
-    from .run import PERMANENT_REFUSALS
 
     try:
         code = asyncio.run(_guarded(make))
@@ -169,6 +172,7 @@ def run(
         "--agent-opt", metavar="KEY=VALUE",
         help="Option for the agent's constructor (repeatable; VALUE read as JSON when it "
              "parses), e.g. --agent-opt kelly=0.5.")] = None,
+    app_dir: AppDirOpt = Path("."),
     validator: ValidatorOpt = None,
     validator_hotkey: ValidatorHotkeyOpt = None,
     netuid: Annotated[int | None, typer.Option(
@@ -212,7 +216,7 @@ def run(
         _sources(dev, validator or [], netuid)
         endpoints = parse_validators(validator or [], validator_hotkey or [])
         cfg = RunConfig(agent=agent, agent_options=parse_agent_options(agent_opt or []),
-                        validators=endpoints, netuid=netuid, network=network,
+                        app_dir=app_dir, validators=endpoints, netuid=netuid, network=network,
                         min_stake=min_stake,
                         wallet=_wallet(wallet_name, wallet_hotkey, wallet_path),
                         outbox_dir=outbox_dir, daily_budget=daily_budget, dev=dev,
@@ -232,6 +236,7 @@ def demo(
     agent_opt: Annotated[list[str] | None, typer.Option(
         "--agent-opt", metavar="KEY=VALUE", help="Option for the agent's constructor "
                                                  "(repeatable).")] = None,
+    app_dir: AppDirOpt = Path("."),
     daily_budget: Annotated[float | None, typer.Option(
         "--daily-budget", min=0, metavar="AMOUNT",
         help="Most to wager today [default: the hub's 1000].")]
@@ -249,7 +254,7 @@ def demo(
 
     async def go() -> int:
         cfg = RunConfig(agent=agent, agent_options=parse_agent_options(agent_opt or []),
-                        dev=True, dev_port=dev_port, duration=duration, live=True,
+                        app_dir=app_dir, dev=True, dev_port=dev_port, duration=duration, live=True,
                         daily_budget=daily_budget)
         return await run_miner(cfg, _console())
 

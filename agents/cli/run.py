@@ -13,16 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
-from rich.live import Live
 from rich.text import Text
 
 from agents.discovery import (
@@ -34,13 +31,9 @@ from agents.discovery import (
 )
 from agents.loader import AgentLoadError, load_agent
 from agents.runner import AgentRunner
+from agents.stopping import until_stopped
 from sdk.connection import ValidatorConnection
-from sdk.errors import (
-    BettensorWSError,
-    DeregisteredError,
-    NotRegisteredError,
-    ReplacedError,
-)
+from sdk.errors import BettensorWSError
 from sdk.frames import Confirmation
 from sdk.signing import hotkey_signer
 from sdk.validation import DEFAULT_DAILY_WAGER_LIMIT, wager_day
@@ -48,28 +41,31 @@ from sdk.validation import DEFAULT_DAILY_WAGER_LIMIT, wager_day
 from .common import (
     EXIT_FAILURE,
     EXIT_OK,
-    EXIT_REFUSED,
     EXIT_USAGE,
     CliError,
     WalletOptions,
+    connection_failure,
+    install_stop_signals,
     load_signer,
     outbox_path,
+    put_app_dir_first,
 )
 from .devhub import dev_hub, dev_miner
+from .live import end_live, live_display, refresh_until
 from .views import GameBoard, ReceiptRow, counts_line, describe_pick, receipts_table, short
 from .views import summary as summary_view
 
-__all__ = ["PERMANENT_REFUSALS", "RunConfig", "install_stop_signals", "run_miner"]
+__all__ = ["RunConfig", "resolve_validators", "run_miner"]
 
 log = logging.getLogger("agents.cli")
-
-PERMANENT_REFUSALS = (NotRegisteredError, ReplacedError, DeregisteredError)
 
 
 @dataclass
 class RunConfig:
     agent: str = "value"
     agent_options: dict[str, Any] = field(default_factory=dict)
+    app_dir: Path | None = None
+    """Put first on the import path before loading ``agent`` (None: leave it as is)."""
     validators: list[ValidatorEndpoint] = field(default_factory=list)
     netuid: int | None = None
     network: str = "finney"
@@ -84,62 +80,6 @@ class RunConfig:
     stats_interval: float = 60.0
     discovery_timeout: float = 60.0
     metagraph_fetch: MetagraphFetch | None = None
-
-
-def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
-    """SIGINT/SIGTERM set ``stop`` (a second one cancels the current task); returns
-    the function that removes the handlers. A no-op where signals cannot be
-    handled (not the main thread, Windows)."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    installed: list[int] = []
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            log.warning("second %s: stopping now", signal.Signals(signum).name)
-            if task is not None:
-                task.cancel()
-            return
-        log.info("%s: stopping (in-flight predictions get their receipts, outbox flushed)",
-                 signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, on_signal, signum)
-        except (NotImplementedError, RuntimeError, ValueError):
-            continue
-        installed.append(signum)
-
-    def remove() -> None:
-        for signum in installed:
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signum)
-
-    return remove
-
-
-async def wait_until(stop: asyncio.Event, duration: float | None,
-                     *others: asyncio.Future[Any]) -> None:
-    """Return at ``stop``, after ``duration`` seconds, or when any of ``others`` ends."""
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({stopping, *others}, timeout=duration,
-                           return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        await asyncio.gather(stopping, return_exceptions=True)
-
-
-def connection_failure(conns: list[ValidatorConnection]) -> tuple[int, list[str]] | None:
-    """(exit code, one line per failed validator) when a connection stopped for good."""
-    refused = [c for c in conns if isinstance(c.error, PERMANENT_REFUSALS)]
-    failed = [c for c in conns if c.error is not None and c not in refused]
-    if not refused and not failed:
-        return None
-    lines = [str(c.error) for c in refused]
-    lines += [f"validator {c.validator_hotkey}: connection stopped: {c.error}" for c in failed]
-    return (EXIT_REFUSED if refused else EXIT_FAILURE), lines
 
 
 async def resolve_validators(cfg: RunConfig, miner_hotkey: str) -> list[ValidatorEndpoint]:
@@ -167,9 +107,10 @@ async def resolve_validators(cfg: RunConfig, miner_hotkey: str) -> list[Validato
     return found
 
 
-class _Feed:
-    """What the live view shows: receipts as they arrive (with the prediction from the
-    outbox), the game board and the picks per game."""
+class _LiveView:
+    """What the live view of ``demo`` shows, kept up to date from the connections:
+    receipts as they arrive (with the prediction from the outbox), the game board and
+    the picks per game."""
 
     def __init__(self) -> None:
         self.board = GameBoard()
@@ -207,8 +148,8 @@ class _Feed:
             self.picks[game_id] = f"✗ {confirmation.code}"
 
 
-def _live_view(feed: _Feed, runner: AgentRunner, conns: list[ValidatorConnection],
-               started: float, duration: float | None) -> Group:
+def _render(view: _LiveView, runner: AgentRunner, conns: list[ValidatorConnection],
+            started: float, duration: float | None) -> Group:
     conn = conns[0]
     rtt = f"{conn.rtt * 1000:.1f} ms" if conn.rtt is not None else "-"
     left = (f", {max(duration - (time.monotonic() - started), 0):.0f} s left"
@@ -219,9 +160,9 @@ def _live_view(feed: _Feed, runner: AgentRunner, conns: list[ValidatorConnection
         f"· {conn.state} · rtt {rtt} · seq {conn.seq}{left}")
     stats = Text(f"predictions: {counts_line(runner.stats)}")
     return Group(header, stats,
-                 feed.board.render(conn.games, conn.server_now(), picks=feed.picks, limit=10,
+                 view.board.render(conn.games, conn.server_now(), picks=view.picks, limit=10,
                                    title="games and odds (1 = team_a, X = tie, 2 = team_b)"),
-                 receipts_table(feed.receipts, limit=8,
+                 receipts_table(view.receipts, limit=8,
                                 title="validator-signed receipts (newest first)"))
 
 
@@ -243,6 +184,8 @@ async def _budgets(conns: list[ValidatorConnection],
 async def run_miner(cfg: RunConfig, console: Console) -> int:
     """Run until stopped; return the exit code. Raises :class:`CliError` for
     usage/configuration problems found before anything connects."""
+    if cfg.app_dir is not None:
+        put_app_dir_first(cfg.app_dir)
     try:
         agent = load_agent(cfg.agent, **cfg.agent_options)
     except AgentLoadError as exc:
@@ -296,34 +239,31 @@ async def _serve(cfg: RunConfig, console: Console, agent: Any,
         raise CliError(str(exc), EXIT_USAGE) from None
     started_ns = time.time_ns()
     started = time.monotonic()
-    feed = _Feed()
+    view = _LiveView()
     helpers: list[asyncio.Task[Any]] = []
     if cfg.live:
         for conn in conns:
-            helpers.append(asyncio.create_task(feed.follow_updates(conn)))
-            helpers.append(asyncio.create_task(feed.follow_receipts(conn)))
+            helpers.append(asyncio.create_task(view.follow_updates(conn)))
+            helpers.append(asyncio.create_task(view.follow_receipts(conn)))
     stop = asyncio.Event()
     remove_signals = install_stop_signals(stop)
     run_task = asyncio.create_task(runner.run(), name="agent-runner")
+
+    def render() -> Group:
+        return _render(view, runner, conns, started, cfg.duration)
+
     try:
         if cfg.live:
-            with Live(console=console, auto_refresh=False, transient=False,
-                      redirect_stderr=True, redirect_stdout=True) as live:
-                deadline = None if cfg.duration is None else started + cfg.duration
-                while not stop.is_set() and not run_task.done():
-                    live.update(_live_view(feed, runner, conns, started, cfg.duration),
-                                refresh=True)
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        break
-                    await wait_until(stop, 0.25 if remaining is None else min(0.25, remaining),
-                                     run_task)
+            with live_display(console) as live:
+                await refresh_until(
+                    live, render, stop=stop,
+                    deadline=None if cfg.duration is None else started + cfg.duration,
+                    running=lambda: not run_task.done(), also=run_task)
                 await _stop_runner(runner, run_task)
-                live.update(_live_view(feed, runner, conns, started, cfg.duration),
-                            refresh=True)
+                live.update(render(), refresh=True)
         else:
             helpers.append(asyncio.create_task(_log_stats(runner, cfg.stats_interval)))
-            await wait_until(stop, cfg.duration, run_task)
+            await until_stopped(asyncio.shield(run_task), stop, timeout=cfg.duration)
             await _stop_runner(runner, run_task)
     finally:
         remove_signals()
@@ -345,8 +285,8 @@ async def _serve(cfg: RunConfig, console: Console, agent: Any,
             pending += len(await conn.outbox.pending(conn.validator_hotkey))
     budgets = await _budgets(conns, cfg.daily_budget)
     failure = connection_failure(conns)
-    if cfg.live and not console.is_terminal:
-        console.print()  # a live view ends its last frame without a newline off a terminal
+    if cfg.live:
+        end_live(console)
     if failure is None or runner.stats.submitted or pending:
         console.print(summary_view(runner.stats, elapsed_s=time.monotonic() - started,
                                    entries=entries, games=games, budgets=budgets,

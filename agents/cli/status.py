@@ -3,7 +3,6 @@ wagered today and the latest receipts (their validator signatures re-verified)."
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,16 +13,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sdk.outbox import Outbox, OutboxEntry
+from sdk.outbox import Outbox, OutboxEntry, parse_outbox_file_name
 from sdk.signing import verify_receipt
 
 from .common import EXIT_OK, EXIT_USAGE, CliError, default_outbox_dir
 from .views import describe_pick, short
 
 __all__ = ["OutboxReport", "read_outboxes", "show_status"]
-
-_SS58 = r"[1-9A-HJ-NP-Za-km-z]{40,60}"
-_OUTBOX_NAME = re.compile(rf"^(?P<miner>{_SS58})-(?P<validator>{_SS58})\.sqlite3$")
 
 
 @dataclass
@@ -79,18 +75,22 @@ def _entry_dict(entry: OutboxEntry, validator_hotkey: str) -> dict[str, Any]:
     }
 
 
-def outbox_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("*.sqlite3") if _OUTBOX_NAME.match(p.name))
+def outbox_files(directory: Path) -> list[tuple[Path, str, str]]:
+    """``(path, miner_hotkey, validator_hotkey)`` of each outbox file in ``directory``."""
+    found = []
+    for path in sorted(directory.glob("*.sqlite3")):
+        hotkeys = parse_outbox_file_name(path.name)
+        if hotkeys is not None:
+            found.append((path, *hotkeys))
+    return found
 
 
 async def read_outboxes(directory: Path, *, today: str | None = None) -> list[OutboxReport]:
     """One report per outbox file in ``directory`` (``today``: the UTC day to total)."""
     day = today or datetime.now(UTC).date().isoformat()
     reports: list[OutboxReport] = []
-    for path in outbox_files(directory):
-        match = _OUTBOX_NAME.match(path.name)
-        assert match is not None
-        report = OutboxReport(path, match["miner"], match["validator"], day=day)
+    for path, miner_hotkey, validator_hotkey in outbox_files(directory):
+        report = OutboxReport(path, miner_hotkey, validator_hotkey, day=day)
         reports.append(report)
         outbox = Outbox(path)
         try:

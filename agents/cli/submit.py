@@ -22,8 +22,15 @@ from sdk.errors import LinkError, PredictionRejected, ReceiptError
 from sdk.models import Prediction
 from sdk.signing import hotkey_signer
 
-from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, WalletOptions, outbox_path
-from .run import connection_failure
+from .common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    WalletOptions,
+    connection_failure,
+    outbox_path,
+)
 from .target import one_validator
 from .views import describe_pick
 

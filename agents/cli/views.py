@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sdk.models import Game, Outcome
+from sdk.outbox import COUNTED_STATUSES
 
 __all__ = [
     "GameBoard",
@@ -198,8 +199,7 @@ def per_game_table(entries: Sequence[Any], games: Mapping[str, Game]) -> Table:
         prediction = last.prediction
         outcome = prediction.get("predicted_outcome")
         team_a, team_b = prediction.get("team_a"), prediction.get("team_b")
-        wagered = sum(e.wager for e in items if e.status in ("accepted", "duplicate",
-                                                              "pending"))
+        wagered = sum(e.wager for e in items if e.status in COUNTED_STATUSES)
         statuses = Counter(e.status if e.status != "rejected" else f"rejected:{e.code}"
                            for e in items)
         game = games.get(game_id)

@@ -7,14 +7,13 @@ import contextlib
 import time
 
 from rich.console import Console, Group
-from rich.live import Live
 from rich.text import Text
 
 from agents.discovery import ValidatorEndpoint
 from sdk.connection import ValidatorConnection
 
-from .common import EXIT_OK, CliError, WalletOptions
-from .run import connection_failure, install_stop_signals, wait_until
+from .common import EXIT_OK, CliError, WalletOptions, connection_failure, install_stop_signals
+from .live import end_live, live_display, refresh_until
 from .target import one_validator
 from .views import GameBoard, short
 
@@ -57,17 +56,17 @@ async def watch_games(*, dev: bool, validators: list[ValidatorEndpoint], wallet:
                     board.observe(update.games)
 
             reader = asyncio.create_task(follow())
-            with Live(console=console, auto_refresh=False, redirect_stderr=True,
-                      redirect_stdout=True) as live:
-                while not stop.is_set() and conn.error is None:
-                    left = None if duration is None else duration - (time.monotonic() - started)
-                    live.update(_view(board, conn, endpoint.url, limit, left), refresh=True)
-                    if left is not None and left <= 0:
-                        break
-                    await wait_until(stop, 0.25 if left is None else min(0.25, left))
+            deadline = None if duration is None else started + duration
+
+            def render() -> Group:
+                left = None if deadline is None else deadline - time.monotonic()
+                return _view(board, conn, endpoint.url, limit, left)
+
+            with live_display(console) as live:
+                await refresh_until(live, render, stop=stop, deadline=deadline,
+                                    running=lambda: conn.error is None)
                 live.update(_view(board, conn, endpoint.url, limit, None), refresh=True)
-            if not console.is_terminal:
-                console.print()
+            end_live(console)
         finally:
             remove_signals()
             if reader is not None:
