@@ -58,6 +58,7 @@ from agents import AgentRunner, ValueAgent
 from bench import common
 from sdk.connection import ConnectionState, ValidatorConnection
 from sdk.models import Game
+from sdk.options import ConnectionOptions
 
 # The fault-injecting TCP proxy of the client tests, imported from there (not copied):
 # cut / stall / resume / delay / retarget on every link it forwards.
@@ -456,8 +457,10 @@ class _Soak:
             proxy = self.proxies[index % len(self.proxies)]
             conn = ValidatorConnection(
                 proxy.url, key, self.validator, outbox=folder / f"miner-{index}.sqlite3",
-                backoff_base=0.2, backoff_cap=5.0, handshake_timeout=5.0,
-                ws_probe_interval=5.0, long_poll_timeout=10.0, session=self.session)
+                options=ConnectionOptions(backoff_base=0.2, backoff_cap=5.0,
+                                          handshake_timeout=5.0, ws_probe_interval=5.0,
+                                          long_poll_timeout=10.0),
+                session=self.session)
             self.conns.append(conn)
         await asyncio.gather(*(conn.start() for conn in self.conns))
         for conn in self.conns:

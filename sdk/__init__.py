@@ -37,7 +37,9 @@ from .frames import (
     parse_frame,
 )
 from .models import Game, Outcome, Prediction
+from .options import ConnectionOptions
 from .outbox import Outbox, OutboxEntry
+from .reconnect import ReconnectPolicy
 from .signing import (
     canonical_bytes,
     sign_prediction,
@@ -56,6 +58,7 @@ __all__ = [
     "Confirmation",
     "ConfirmationStatus",
     "ConnectionClosedError",
+    "ConnectionOptions",
     "ConnectionState",
     "DeregisteredError",
     "ErrorCode",
@@ -78,6 +81,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitedError",
     "ReceiptError",
+    "ReconnectPolicy",
     "Rejection",
     "ReplacedError",
     "Rules",

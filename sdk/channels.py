@@ -8,6 +8,7 @@ state per game once a channel is full; confirmations are never dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
@@ -57,6 +58,36 @@ class Channel(Generic[T]):
 
     async def __anext__(self) -> T:
         return await self.get()
+
+
+class Fanout(Generic[T]):
+    """Hands every item to each subscribed channel; a reader that stops iterating is
+    unsubscribed."""
+
+    def __init__(self) -> None:
+        self.channels: list[Channel[T]] = []
+
+    def subscribe(self, channel: Channel[T]) -> AsyncIterator[T]:
+        """Iterate ``channel``, fed from now on (not from the first ``__anext__``:
+        nothing pushed after this call is missed)."""
+        self.channels.append(channel)
+        return self._detaching(channel)
+
+    def push(self, item: T) -> None:
+        for channel in self.channels:
+            channel.push(item)
+
+    def close(self, error: BaseException | None = None) -> None:
+        for channel in self.channels:
+            channel.close(error)
+
+    async def _detaching(self, channel: Channel[T]) -> AsyncIterator[T]:
+        try:
+            async for item in channel:
+                yield item
+        finally:
+            with contextlib.suppress(ValueError):
+                self.channels.remove(channel)
 
 
 class UpdateChannel(Channel[GameUpdate]):

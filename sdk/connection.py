@@ -9,6 +9,14 @@ When the WebSocket cannot be established but plain HTTP works, it switches to th
 HTTP fallback (long-poll + POST) and keeps probing the WebSocket; readers of
 :meth:`game_updates` and callers of :meth:`submit` notice nothing.
 
+The connection only coordinates; each job lives in its own module:
+:mod:`sdk.reconnect` decides what to do after each attempt (pure, replaceable),
+:mod:`sdk.transports` talks to the hub (a WebSocket session or the HTTP fallback),
+:mod:`sdk.submissions` follows each prediction to its receipt, :mod:`sdk.gametable`
+keeps the games across reconnects, and :mod:`sdk.options` holds the tuning knobs.
+What stays here: the lifecycle, the public state and iterators, and the supervisor
+loop that does what the policy decides.
+
 Works in scripts and notebooks alike: nothing blocks the event loop and nothing
 assumes a global loop (it binds to the running one in :meth:`start`).
 """
@@ -16,74 +24,44 @@ assumes a global loop (it binds to the running one in :meth:`start`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
+from typing import Any, TypeVar
 
 import aiohttp
-from bittensor import http_auth
-from yarl import URL
 
-from .backoff import Backoff
-from .channels import Channel, UpdateChannel
+from .channels import Channel, Fanout, UpdateChannel
 from .clocksync import ClockEstimator
-from .codes import ERROR_HEADER, ConfirmationStatus, ErrorCode
-from .errors import (
-    BettensorWSError,
-    ConnectionClosedError,
-    HandshakeError,
-    HubUnreachableError,
-    LinkError,
-    PredictionRejected,
-    ProtocolError,
-    ReceiptError,
-    close_error,
-    handshake_error,
-)
-from .frames import (
-    Confirmation,
-    ErrorFrame,
-    GameUpdate,
-    Heartbeat,
-    Limits,
-    PredictionFrame,
-    Subscribe,
-    Welcome,
-    encode_frame,
-    parse_frame,
-)
+from .errors import BettensorWSError, ConnectionClosedError, LinkError
+from .frames import Confirmation, GameUpdate, Limits, Subscribe, Welcome
+from .gametable import GameTable
 from .models import Game, Prediction
+from .options import ConnectionOptions
 from .outbox import Outbox, OutboxEntry, default_outbox_path
-from .pacing import TokenBucket
-from .signing import hotkey_signer, sign_prediction, verify_receipt
-from .tracker import ApplyResult, StreamTracker
-from .validation import Rules, check_prediction, wager_day
+from .reconnect import Decision, Fail, Fallback, ReconnectPolicy
+from .signing import hotkey_signer
+from .submissions import Submissions
+from .transports import (
+    HttpFallbackTransport,
+    HubAddress,
+    Inbound,
+    LinkContext,
+    Pacer,
+    Transport,
+    WebSocketTransport,
+)
 
 log = logging.getLogger("sdk.connection")
 
-_FALLBACK_STATUSES = frozenset({404, 405, 426})
-_NO_FALLBACK_STATUSES = frozenset({401, 403, 429, 503})
-_RETRYABLE_REJECTIONS = frozenset({ErrorCode.RATE_LIMITED})
-_STABLE_SESSION_S = 10.0
-_REFUSAL_REASONS = {
-    400: "malformed upgrade request",
-    401: "authentication failed (bad signature, stale or replayed nonce - check the "
-         "local clock - or signed for another validator hotkey)",
-    403: "this hotkey is not registered with (or is blacklisted by) this validator; "
-         "not retrying",
-    404: "no WebSocket endpoint at this address",
-    405: "the WebSocket upgrade is not allowed here",
-    426: "a proxy or server on the way does not allow WebSocket upgrades",
-    429: "too many connections or connects; retrying after Retry-After",
-    503: "the hub is shutting down or not ready; retrying after Retry-After",
-}
+ChannelT = TypeVar("ChannelT", bound=Channel[Any])
+
+PolicyFactory = Callable[[ConnectionOptions], ReconnectPolicy]
+"""Makes the reconnect policy of one connection from its options."""
 
 
 class ConnectionState(StrEnum):
@@ -104,6 +82,10 @@ class ValidatorConnection:
 
     ``outbox``: a path, ``":memory:"``, an :class:`Outbox`, or None for the default
     file under the user data dir (one per miner and validator hotkey).
+    ``options``: the tuning knobs (:class:`ConnectionOptions`; None for the defaults).
+    ``policy``: makes the reconnect policy from the options (default
+    :meth:`ReconnectPolicy.from_options`); pass your own to change when to retry,
+    fall back or give up.
     """
 
     def __init__(
@@ -115,38 +97,19 @@ class ValidatorConnection:
         sports: Iterable[str] = (),
         leagues: Iterable[str] = (),
         outbox: str | Path | Outbox | None = None,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
-        handshake_timeout: float = 10.0,
-        cutoff_margin_s: float = 2.0,
-        http_fallback: bool = True,
-        fallback_after: int = 3,
-        ws_probe_interval: float = 15.0,
-        long_poll_timeout: float = 20.0,
-        update_buffer: int = 256,
-        ready_timeout: float | None = None,
-        heartbeat_interval_s: float | None = None,
-        compress: bool = False,
+        options: ConnectionOptions | None = None,
+        policy: PolicyFactory | None = None,
         on_state_change: Callable[[ConnectionState], None] | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.validator_hotkey = validator_hotkey
         self._wallet = wallet
-        self._ws_url, self._http_url, self._ws_path = _endpoints(url)
+        self._address = HubAddress.parse(url)
         self.sports = sorted({s for s in sports if s})
         self.leagues = sorted({s for s in leagues if s})
         self._outbox_spec = outbox
-        self._backoff = Backoff(backoff_base, backoff_cap)
-        self.handshake_timeout = handshake_timeout
-        self.cutoff_margin = timedelta(seconds=cutoff_margin_s)
-        self.http_fallback = http_fallback
-        self.fallback_after = max(1, fallback_after)
-        self.ws_probe_interval = ws_probe_interval
-        self.long_poll_timeout = long_poll_timeout
-        self._update_buffer = update_buffer
-        self.ready_timeout = ready_timeout
-        self._heartbeat_override = heartbeat_interval_s
-        self._compress = compress
+        self.options = options or ConnectionOptions()
+        self._policy_factory = policy or ReconnectPolicy.from_options
         self._on_state_change = on_state_change
         self._session = session
         self._owns_session = session is None
@@ -158,29 +121,26 @@ class ValidatorConnection:
         self.reconnects = 0
         self._signer: Any = None
         self.outbox: Outbox | None = None
-        self._tracker = StreamTracker()
+        self._table = GameTable()
+        self._confirmations: Fanout[Confirmation] = Fanout()
+        self._states: Fanout[ConnectionState] = Fanout()
         self._clock = ClockEstimator()
-        self._pacer = TokenBucket(rate=40.0, capacity=40.0)
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._send_lock = asyncio.Lock()
+        self._pacer = Pacer()
+        self._submissions = Submissions(validator_hotkey, dispatch=self._dispatch,
+                                        publish=self._confirmations.push)
+        self._link: LinkContext | None = None
+        self._transport: Transport | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._waiters: dict[str, asyncio.Future[Confirmation]] = {}
-        self._update_channels: list[UpdateChannel] = []
-        self._confirmation_channels: list[Channel[Confirmation]] = []
-        self._state_channels: list[Channel[ConnectionState]] = []
         self._ready = asyncio.Event()
-        self._synced = asyncio.Event()  # the game table matches the hub's (set once)
         self._fatal: BaseException | None = None
         self._closing = False
-        self._resyncing = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> ValidatorConnection:
         await self.start()
         try:
-            await self.wait_ready(self.ready_timeout)
+            await self.wait_ready(self.options.ready_timeout)
         except BaseException:
             await self.close()
             raise
@@ -201,8 +161,10 @@ class ValidatorConnection:
             path = self._outbox_spec or default_outbox_path(self.miner_hotkey,
                                                              self.validator_hotkey)
             self.outbox = await Outbox(path).open()
+        self._submissions.outbox = self.outbox
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        self._link = self._link_context(self._session, self.outbox)
         self._closing = False
         self._supervisor = asyncio.create_task(self._supervise(), name="validator-connection")
 
@@ -213,7 +175,7 @@ class ValidatorConnection:
         seconds."""
         async with asyncio.timeout(timeout):
             await self._ready.wait()
-            await self._synced.wait()
+            await self._table.synced.wait()
         if self._fatal is not None:
             raise self._fatal
 
@@ -227,42 +189,34 @@ class ValidatorConnection:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
             self._supervisor = None
-        await self._cancel_tasks()
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._ws.close(), 1.0)
+        await self._submissions.cancel_resends()
         self._set_state(ConnectionState.CLOSED)
-        closed = LinkError("connection closed; unconfirmed predictions stay in the "
-                                  "outbox and are resent by the next connection")
-        for future in self._waiters.values():
-            if not future.done():
-                _fail_future(future, closed)
-        self._waiters.clear()
-        for channel in (*self._update_channels, *self._confirmation_channels,
-                        *self._state_channels):
-            channel.close(self._fatal)
+        self._submissions.fail_all(LinkError(
+            "connection closed; unconfirmed predictions stay in the outbox and are resent "
+            "by the next connection"))
+        self._close_channels(self._fatal)
         if self.outbox is not None and not isinstance(self._outbox_spec, Outbox):
             await self.outbox.close()
         if self._session is not None and self._owns_session:
             await self._session.close()
             self._session = None
         self._ready.set()
-        self._synced.set()
+        self._table.synced.set()
 
     # -- public state ---------------------------------------------------------------------
 
     @property
     def games(self) -> dict[str, Game]:
         """The current game table (game_id -> Game) as the hub last described it."""
-        return self._tracker.games
+        return self._table.games
 
     @property
     def epoch(self) -> str | None:
-        return self._tracker.epoch
+        return self._table.tracker.epoch
 
     @property
     def seq(self) -> int | None:
-        return self._tracker.seq
+        return self._table.tracker.seq
 
     @property
     def rtt(self) -> float | None:
@@ -274,6 +228,11 @@ class ValidatorConnection:
     def clock_offset(self) -> float:
         """Hub clock minus local clock, in seconds (best of recent heartbeat echoes)."""
         return self._clock.offset_ns / 1e9
+
+    @property
+    def cutoff_margin(self) -> timedelta:
+        """How long before kick-off (hub clock) :meth:`submit` stops accepting."""
+        return self.options.cutoff_margin
 
     def server_now(self) -> datetime:
         """The hub's current time as estimated locally: cutoffs are judged on it."""
@@ -288,26 +247,18 @@ class ValidatorConnection:
         """Game updates from now on (snapshots included). Each iterator has its own
         buffer of ``buffer`` updates; a slow reader gets coalesced updates (latest
         state per game), never a stalled socket."""
-        channel = UpdateChannel(buffer or self._update_buffer)
-        if self._closing or self._fatal is not None:
-            channel.close(self._fatal)
-        self._update_channels.append(channel)
-        return _detaching(channel, self._update_channels)
+        channel = UpdateChannel(buffer or self.options.update_buffer)
+        return self._table.readers.subscribe(self._unless_closed(channel))
 
     def confirmations(self) -> AsyncIterator[Confirmation]:
         """Every verified confirmation from now on (accepted, duplicate, rejected);
         never dropped."""
         channel: Channel[Confirmation] = Channel()
-        if self._closing or self._fatal is not None:
-            channel.close(self._fatal)
-        self._confirmation_channels.append(channel)
-        return _detaching(channel, self._confirmation_channels)
+        return self._confirmations.subscribe(self._unless_closed(channel))
 
     def state_changes(self) -> AsyncIterator[ConnectionState]:
         """Each state change from now on."""
-        channel: Channel[ConnectionState] = Channel()
-        self._state_channels.append(channel)
-        return _detaching(channel, self._state_channels)
+        return self._states.subscribe(Channel())
 
     # -- actions --------------------------------------------------------------------------
 
@@ -324,124 +275,122 @@ class ValidatorConnection:
             raise self._fatal
         if self.outbox is None or self._closing:
             raise LinkError("the connection is not started (use 'async with' or "
-                                   "'await conn.start()')")
-        now = self.server_now()
-        day = wager_day(now).isoformat()
-        rules = Rules(
-            odds_tolerance=self.limits.odds_tolerance if self.limits else 0.01,
-            daily_wager_limit=self.limits.daily_wager_limit if self.limits else 1000.0,
-            cutoff_margin=self.cutoff_margin)
-        pid = prediction.prediction_id
-        existing = await self.outbox.get(pid)
-        if existing is None:
-            wagered = await self.outbox.wagered(self.validator_hotkey, day)
-            rejection = check_prediction(prediction, self.games.get(prediction.game_id),
-                                         now=now, wagered_today=wagered, rules=rules)
-            if rejection is not None:
-                raise PredictionRejected(f"{rejection.message} (local pre-check)",
-                                         code=rejection.code, prediction_id=pid)
-        future = self._waiter(pid)
-        if existing is None:
-            wire = prediction.wire()
-            signature = sign_prediction(self._signer, wire)
-            await self.outbox.add(validator_hotkey=self.validator_hotkey,
-                                  miner_hotkey=self.miner_hotkey or "", prediction=wire,
-                                  signature=signature, wager_day=day)
-            entry = await self.outbox.get(pid)
-        else:
-            entry = existing
-        assert entry is not None
-        if entry.status != "pending":
-            self._waiters.pop(pid, None)
-            return self._settled_result(entry)
-        self._dispatch(entry)
-        if timeout is None:
-            return await future
-        return await asyncio.wait_for(asyncio.shield(future), timeout)
+                            "'await conn.start()')")
+        return await self._submissions.submit(
+            prediction, find_game=self.games.get, now=self.server_now(), limits=self.limits,
+            cutoff_margin=self.cutoff_margin, signer=self._signer,
+            miner_hotkey=self.miner_hotkey or "", timeout=timeout)
 
     async def subscribe(self, sports: Iterable[str] = (), leagues: Iterable[str] = ()) -> None:
         """Change the filter; the hub answers with a snapshot for it."""
         self.sports = sorted({s for s in sports if s})
         self.leagues = sorted({s for s in leagues if s})
-        await self._request_snapshot()
+        self._table.resyncing = True
+        if self._transport is not None:
+            await self._transport.request_snapshot()
 
     # -- supervisor -----------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        failures = 0  # connect attempts that failed in a row
-        upgrade_failures = 0  # of those, the ones where the hub answered but no WebSocket
-        flaps = 0     # sessions in a row that ended soon after opening
+        """Connect, serve, and do what the policy decides after each attempt."""
+        assert self._link is not None
+        link = self._link
+        policy = self._policy_factory(self.options)
+        decision: Decision | None = None  # None: connect now
         try:
             while not self._closing:
-                self._set_state(ConnectionState.CONNECTING)
-                try:
-                    ws, welcome = await self._open_websocket()
-                except BettensorWSError as exc:
-                    if not exc.retryable:
-                        self._fail(exc)
-                        return
-                    failures += 1
-                    if not isinstance(exc, HubUnreachableError):
-                        upgrade_failures += 1
-                    log.info("connect to %s failed (%d in a row): %s", self._ws_url,
-                             failures, exc)
-                    opened = None
-                    if self._fallback_candidate(exc, upgrade_failures):
-                        refused = (isinstance(exc, HandshakeError)
-                                   and exc.status in _FALLBACK_STATUSES)
-                        opened = await self._run_fallback(retry_websocket=not refused)
-                    if opened is None:
-                        if self._fatal is not None:
-                            return
-                        self._set_state(ConnectionState.BACKOFF)
-                        await asyncio.sleep(self._backoff.delay(
-                            failures, getattr(exc, "retry_after", None)))
+                if decision is None:
+                    self._set_state(ConnectionState.CONNECTING)
+                    try:
+                        session = await WebSocketTransport.connect(link)
+                    except BettensorWSError as exc:
+                        decision = policy.connect_failed(exc)
+                        if exc.retryable:
+                            log.info("connect to %s failed (%d in a row): %s",
+                                     self._address.ws_url, policy.failures, exc)
                         continue
-                    ws, welcome = opened
-                failures = upgrade_failures = 0
-                opened_at = time.monotonic()
-                ended = await self._run_session(ws, welcome)
-                if ended is not None and not ended.retryable:
-                    self._fail(ended)
+                elif isinstance(decision, Fallback):
+                    served = await self._serve_fallback(policy, decision.retry_websocket)
+                    if not isinstance(served, WebSocketTransport):
+                        decision = served
+                        continue
+                    session = served
+                elif isinstance(decision, Fail):
+                    self._fail(decision.error)
                     return
-                self.reconnects += 1
-                # a hub that accepts and drops at once must not be hammered at the base
-                # delay forever: short sessions in a row grow the backoff too
-                stable = time.monotonic() - opened_at >= _STABLE_SESSION_S
-                flaps = 1 if stable else flaps + 1
-                self._set_state(ConnectionState.BACKOFF)
-                await asyncio.sleep(self._backoff.delay(flaps))
+                else:
+                    self._set_state(ConnectionState.BACKOFF)
+                    await asyncio.sleep(decision.delay)
+                    decision = None
+                    continue
+                policy.session_opened()
+                opened_at = time.monotonic()
+                ended = await self._run_session(session)
+                decision = policy.session_ended(time.monotonic() - opened_at, ended)
+                if not isinstance(decision, Fail):
+                    self.reconnects += 1
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: surface it instead of dying silently
             log.exception("validator connection supervisor crashed")
             self._fail(LinkError(f"internal error: {exc!r}"))
 
-    def _fallback_candidate(self, exc: BaseException, upgrade_failures: int) -> bool:
-        """HTTP fallback is for a hub that answers but cannot upgrade (a proxy in the
-        way), never for a hub that is simply down or restarting."""
-        if not self.http_fallback or isinstance(exc, HubUnreachableError):
-            return False
-        if isinstance(exc, HandshakeError):
-            if exc.status in _FALLBACK_STATUSES:
-                return True
-            if exc.status in _NO_FALLBACK_STATUSES:
-                return False
-        return upgrade_failures >= self.fallback_after
+    async def _run_session(self, session: WebSocketTransport) -> ConnectionClosedError | None:
+        """Serve one open WebSocket until it ends; return why it ended."""
+        self.welcome = welcome = session.welcome
+        self.limits = welcome.limits
+        self._pacer.adopt(welcome.limits.messages_per_second)
+        self._clock.add_rough(welcome.server_time_ns, time.time_ns())
+        self._table.on_welcome(welcome)
+        self._transport = session
+        self._set_state(ConnectionState.OPEN)
+        try:
+            return await session.run()
+        finally:
+            self._transport = None
+            await session.close()
+            await self._submissions.cancel_resends()
+
+    async def _serve_fallback(self, policy: ReconnectPolicy, retry_websocket: bool
+                              ) -> WebSocketTransport | Decision:
+        """Serve over HTTP until the WebSocket works again (returned) or the policy
+        decides otherwise (a probe failed for good, or HTTP fails too)."""
+        assert self._link is not None
+        link = self._link
+
+        async def probe() -> WebSocketTransport | Decision | None:
+            try:
+                return await WebSocketTransport.connect(link)
+            except BettensorWSError as exc:
+                log.debug("WebSocket probe failed: %s", exc)
+                decision = policy.probe_failed(exc)
+                return None if isinstance(decision, Fallback) else decision
+
+        if not await HttpFallbackTransport.hub_answers(link):
+            return policy.fallback_unavailable()
+        # the hub may just have come back: one more try first
+        if retry_websocket and (outcome := await probe()) is not None:
+            return outcome
+        log.warning("WebSocket unavailable; using the HTTP fallback for %s",
+                    self._address.http_url)
+        fallback = HttpFallbackTransport(link)
+        self._transport = fallback
+        self._set_state(ConnectionState.FALLBACK_HTTP)
+        try:
+            outcome = await fallback.serve(probe)
+        finally:
+            self._transport = None
+            await self._submissions.cancel_resends()
+        return outcome or policy.fallback_unavailable()
 
     def _fail(self, error: BaseException) -> None:
         log.error("validator connection stopped: %s", error)
         self._fatal = error
         self._set_state(ConnectionState.CLOSED)
-        for future in self._waiters.values():
-            if not future.done():
-                _fail_future(future, error)
-        self._waiters.clear()
-        for channel in (*self._update_channels, *self._confirmation_channels,
-                        *self._state_channels):
-            channel.close(error)
+        self._submissions.fail_all(error)
+        self._close_channels(error)
         self._ready.set()
-        self._synced.set()
+        self._table.synced.set()
 
     def _set_state(self, state: ConnectionState) -> None:
         if state == self.state:
@@ -449,453 +398,42 @@ class ValidatorConnection:
         self.state = state
         if state in (ConnectionState.OPEN, ConnectionState.FALLBACK_HTTP):
             self._ready.set()
-        for channel in self._state_channels:
-            channel.push(state)
+        self._states.push(state)
         if self._on_state_change is not None:
             try:
                 self._on_state_change(state)
             except Exception:
                 log.exception("on_state_change callback failed")
 
-    # -- WebSocket ------------------------------------------------------------------------
+    def _close_channels(self, error: BaseException | None) -> None:
+        for readers in (self._table.readers, self._confirmations, self._states):
+            readers.close(error)
 
-    def _signed_headers(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
-        return http_auth.sign(self._signer, method=method, path=path, body=body,
-                              receiver_ss58=self.validator_hotkey)
+    def _unless_closed(self, channel: ChannelT) -> ChannelT:
+        """A new reader of a connection that has stopped ends at once."""
+        if self._closing or self._fatal is not None:
+            channel.close(self._fatal)
+        return channel
 
-    def _stream_query(self, extra: dict[str, Any] | None = None) -> str:
-        epoch, since = self._tracker.resume_point()
-        params: dict[str, Any] = {}
-        if epoch is not None and since is not None and not self._resyncing:
-            params["epoch"] = epoch
-            params["since"] = since
-        if self.sports:
-            params["sports"] = ",".join(self.sports)
-        if self.leagues:
-            params["leagues"] = ",".join(self.leagues)
-        params.update(extra or {})
-        return f"?{urlencode(params)}" if params else ""
+    # -- what the transports need and deliver ----------------------------------------------
 
-    async def _open_websocket(self) -> tuple[aiohttp.ClientWebSocketResponse, Welcome]:
-        assert self._session is not None
-        path = self._ws_path + self._stream_query()
-        headers = self._signed_headers("GET", path)
-        ws: aiohttp.ClientWebSocketResponse | None = None
-        try:
-            async with asyncio.timeout(self.handshake_timeout):
-                ws = await self._session.ws_connect(
-                    URL(self._ws_url + path, encoded=True), headers=headers, autoping=True,
-                    heartbeat=None, compress=15 if self._compress else 0,
-                    max_msg_size=16 * 1024 * 1024)
-                message = await ws.receive()
-            if message.type is not aiohttp.WSMsgType.TEXT:
-                raise close_error(ws.close_code, "closed before the welcome")
-            welcome = parse_frame(message.data)
-            if not isinstance(welcome, Welcome):
-                raise LinkError(f"expected a welcome frame, got {welcome.TYPE}")
-            return ws, welcome
-        except aiohttp.WSServerHandshakeError as exc:
-            code = exc.headers.get(ERROR_HEADER) if exc.headers else None
-            raise handshake_error(exc.status, {"error": code,
-                                               "detail": self._refusal_detail(exc.status, code)},
-                                  _retry_after(exc.headers)) from None
-        except (TimeoutError, aiohttp.ClientError, OSError, ProtocolError) as exc:
-            if ws is not None:
-                ws_to_close = ws
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws_to_close.close(), 1.0)
-            kind = (HubUnreachableError
-                    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError)
-                    else LinkError)
-            raise kind(f"cannot connect to {self._ws_url}: {exc!r}") from None
-        except BaseException:
-            if ws is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(), 1.0)
-            raise
-
-    def _refusal_detail(self, status: int, code: str | None = None) -> str:
-        reason = _REFUSAL_REASONS.get(status, "unexpected answer to the upgrade request")
-        if code == ErrorCode.WRONG_RECEIVER:
-            reason = ("the upgrade was signed for another validator: check validator_hotkey "
-                      "(it must be this hub's hotkey)")
-        return (f"validator {self.validator_hotkey} at {self._ws_url}{self._ws_path} refused "
-                f"the WebSocket upgrade of hotkey {self.miner_hotkey} with HTTP {status}"
-                f"{f' ({code})' if code else ''}: {reason}")
-
-    async def _run_session(self, ws: aiohttp.ClientWebSocketResponse,
-                           welcome: Welcome) -> ConnectionClosedError | None:
-        """Serve one open WebSocket until it ends; return why it ended."""
-        self._ws = ws
-        self._on_welcome(welcome)
-        if welcome.resumed and welcome.epoch == self._tracker.epoch:
-            self._synced.set()  # the table we hold continues into this session
-        # never slower than the hub's interval, or the hub drops us as silent
-        interval = min(self._heartbeat_override or welcome.heartbeat_interval_s,
-                       welcome.heartbeat_interval_s)
-        self._set_state(ConnectionState.OPEN)
-        self._spawn(self._heartbeat_loop(ws, interval), "heartbeats")
-        self._spawn(self._resend_pending(), "resend")
-        try:
-            while True:
-                try:
-                    message = await ws.receive(timeout=3 * interval)
-                except TimeoutError:
-                    log.warning("no frame from the hub for %.1fs: dropping the link",
-                                3 * interval)
-                    return None
-                if message.type is aiohttp.WSMsgType.TEXT:
-                    await self._on_text(message.data)
-                elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                                      aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                    break
-            reason = ws.close_code
-            error = close_error(reason, _close_reason(message))
-            log.info("connection to the hub ended: %s", error)
-            return error
-        finally:
-            self._ws = None
-            await self._cancel_tasks()
-            if not ws.closed:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(), 1.0)
-
-    def _on_welcome(self, welcome: Welcome) -> None:
-        self.welcome = welcome
-        self.limits = welcome.limits
-        rate = max(1.0, welcome.limits.messages_per_second * 0.8)
-        if self._pacer.rate != rate:
-            # keep the bucket (and any debt) across reconnects to the same limits: a fresh
-            # burst after every reconnect would overrun the hub's per-hotkey limit
-            self._pacer = TokenBucket(rate=rate, capacity=rate, updated=time.monotonic())
-        self._clock.add_rough(welcome.server_time_ns, time.time_ns())
-        if welcome.epoch != self._tracker.epoch:
-            self._resyncing = False
-
-    async def _heartbeat_loop(self, ws: aiohttp.ClientWebSocketResponse, interval: float) -> None:
-        while not ws.closed:
-            await self._send_ws(Heartbeat(time_ns=time.time_ns()).encode(), paced=False)
-            self._tracker.prune(self.server_now())  # the hub drops the same games
-            await asyncio.sleep(interval)
-
-    async def _send_ws(self, text: str, *, paced: bool = True) -> bool:
-        ws = self._ws
-        if ws is None or ws.closed:
-            return False
-        if paced:
-            await self._pace()
-        try:
-            async with self._send_lock:
-                await ws.send_str(text)
-        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
-            log.debug("send failed (the outbox keeps the prediction): %s", exc)
-            return False
-        return True
-
-    async def _pace(self) -> None:
-        """Stay under the hub's announced message rate (a resend of a big outbox
-        would otherwise trip its rate limit)."""
-        delay = self._pacer.reserve(time.monotonic())
-        if delay > 0:
-            try:
-                await asyncio.sleep(delay)
-            except asyncio.CancelledError:
-                # never sent (the session ended): give the slot back, or every
-                # reconnect would leave debt that delays the resend of the outbox
-                self._pacer.tokens = min(self._pacer.capacity, self._pacer.tokens + 1)
-                raise
-
-    async def _on_text(self, text: str) -> None:
-        try:
-            frame = parse_frame(text)
-        except ProtocolError as exc:
-            log.warning("ignoring a frame the hub should not have sent: %s", exc)
-            return
-        if isinstance(frame, GameUpdate):
-            await self._on_update(frame)
-        elif isinstance(frame, Confirmation):
-            data = json.loads(text)["data"]
-            self._on_confirmation(data)
-        elif isinstance(frame, Heartbeat):
-            if frame.echo_ns is not None:
-                self._clock.add_echo(frame.echo_ns, frame.time_ns, time.time_ns())
-        elif isinstance(frame, ErrorFrame):
-            self._on_error_frame(frame)
-
-    # -- game stream ----------------------------------------------------------------------
-
-    async def _on_update(self, update: GameUpdate) -> None:
-        result = self._tracker.apply(update)
-        if result is ApplyResult.GAP:
-            if not self._resyncing:
-                log.info("game stream gap before seq %d: resyncing", update.seq)
-                # never await a send here: the reader must keep reading (a send can
-                # block on a congested link and would hide a dead one)
-                self._resyncing = True
-                self._spawn(self._request_snapshot(), "resync")
-            return
-        if result is ApplyResult.STALE:
-            return
-        if update.snapshot:
-            self._resyncing = False
-        self._synced.set()
-        for channel in self._update_channels:
-            channel.push(update)
-
-    async def _request_snapshot(self) -> None:
-        self._resyncing = True
-        if self._ws is not None:
-            await self._send_ws(encode_frame(Subscribe(sports=self.sports,
-                                                       leagues=self.leagues)), paced=False)
-        # in HTTP fallback the next poll carries no resume point and gets a snapshot
-
-    # -- predictions ----------------------------------------------------------------------
-
-    def _waiter(self, prediction_id: str) -> asyncio.Future[Confirmation]:
-        future = self._waiters.get(prediction_id)
-        if future is None or future.done():
-            future = asyncio.get_running_loop().create_future()
-            self._waiters[prediction_id] = future
-        return future
-
-    def _settled_result(self, entry: OutboxEntry) -> Confirmation:
-        if entry.status in (ConfirmationStatus.ACCEPTED, ConfirmationStatus.DUPLICATE):
-            assert entry.receipt is not None
-            return Confirmation.model_validate(entry.receipt)
-        confirmation = Confirmation.model_validate(entry.receipt) if entry.receipt else None
-        raise PredictionRejected(entry.message or "rejected", code=entry.code or "rejected",
-                                 prediction_id=entry.prediction_id, confirmation=confirmation)
+    def _link_context(self, session: aiohttp.ClientSession, outbox: Outbox) -> LinkContext:
+        return LinkContext(
+            session=session, address=self._address, options=self.options,
+            validator_hotkey=self.validator_hotkey, signer=self._signer,
+            stream_query=lambda extra: self._table.stream_query(self.sports, self.leagues,
+                                                                extra),
+            subscription=lambda: Subscribe(sports=self.sports, leagues=self.leagues),
+            pending=functools.partial(outbox.pending, self.validator_hotkey),
+            retry=self._submissions.resend_later, pacer=self._pacer,
+            inbound=Inbound(update=self._table.apply,
+                            confirmation=self._submissions.on_confirmation,
+                            error=self._submissions.on_error_frame, clock=self._clock,
+                            heartbeat_sent=lambda: self._table.prune(self.server_now())))
 
     def _dispatch(self, entry: OutboxEntry) -> None:
         """Send one outbox entry on whatever transport is up (none: it waits for one)."""
-        if self.state is ConnectionState.OPEN:
-            self._spawn(self._send_ws(_prediction_text(entry)), f"send-{entry.prediction_id}")
-        elif self.state is ConnectionState.FALLBACK_HTTP:
-            self._spawn(self._post_prediction(entry), f"post-{entry.prediction_id}")
-
-    async def _resend_pending(self) -> None:
-        assert self.outbox is not None
-        for entry in await self.outbox.pending(self.validator_hotkey):
-            if not await self._send_ws(_prediction_text(entry)):
-                return
-
-    def _on_confirmation(self, data: dict[str, Any]) -> None:
-        pid = str(data.get("prediction_id"))
-        if not verify_receipt(data, self.validator_hotkey):
-            error = ReceiptError(f"confirmation for {pid} is not signed by the validator "
-                                 f"{self.validator_hotkey}; ignored")
-            log.error("%s", error)
-            future = self._waiters.pop(pid, None)
-            if future is not None and not future.done():
-                _fail_future(future, error)
-            return
-        confirmation = Confirmation.model_validate(data)
-        if (confirmation.status is ConfirmationStatus.REJECTED
-                and confirmation.code in _RETRYABLE_REJECTIONS):
-            self._spawn(self._resend_later(pid, 1.0), f"resend-{pid}")
-            return
-        assert self.outbox is not None
-        stored = self.outbox.settle(pid, confirmation.status, code=confirmation.code,
-                                    message=confirmation.message, receipt=data)
-        stored.add_done_callback(lambda done: self._confirmed(confirmation, done))
-
-    def _confirmed(self, confirmation: Confirmation, stored: asyncio.Future[None]) -> None:
-        if not stored.cancelled() and stored.exception() is not None:
-            log.error("could not record confirmation %s in the outbox: %r",
-                      confirmation.prediction_id, stored.exception())
-        for channel in self._confirmation_channels:
-            channel.push(confirmation)
-        future = self._waiters.pop(confirmation.prediction_id, None)
-        if future is None or future.done():
-            return
-        if confirmation.status is ConfirmationStatus.REJECTED:
-            _fail_future(future, PredictionRejected(
-                confirmation.message, code=confirmation.code,
-                prediction_id=confirmation.prediction_id, confirmation=confirmation))
-        else:
-            future.set_result(confirmation)
-
-    def _on_error_frame(self, frame: ErrorFrame) -> None:
-        log.warning("hub error %s: %s (ref %s)", frame.code, frame.message, frame.ref)
-        if frame.ref and frame.ref in self._waiters:
-            # the hub could not take it now (shutting down, store failure): try again
-            self._spawn(self._resend_later(frame.ref, 1.0), f"resend-{frame.ref}")
-
-    async def _resend_later(self, prediction_id: str, delay: float) -> None:
-        await asyncio.sleep(delay)
-        assert self.outbox is not None
-        entry = await self.outbox.get(prediction_id)
-        if entry is not None and entry.status == "pending":
-            self._dispatch(entry)
-
-    # -- HTTP fallback --------------------------------------------------------------------
-
-    async def _http_alive(self) -> bool:
-        assert self._session is not None
-        try:
-            async with asyncio.timeout(self.handshake_timeout):
-                async with self._session.get(self._http_url + "/ws/health") as response:
-                    return response.status == 200
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            return False
-
-    async def _run_fallback(self, *, retry_websocket: bool = True
-                            ) -> tuple[aiohttp.ClientWebSocketResponse, Welcome] | None:
-        """Serve over HTTP until the WebSocket works again (returned) or HTTP fails (None)."""
-        if not await self._http_alive():
-            return None
-        if retry_websocket:  # the hub may just have come back: one more try first
-            try:
-                return await self._open_websocket()
-            except BettensorWSError as exc:
-                if not exc.retryable:
-                    self._fail(exc)
-                    return None
-        log.warning("WebSocket unavailable; using the HTTP fallback for %s", self._http_url)
-        self._set_state(ConnectionState.FALLBACK_HTTP)
-        poller = self._spawn(self._poll_loop(), "long-poll")
-        self._spawn(self._post_pending(), "post-pending")
-        try:
-            while True:
-                await asyncio.sleep(self.ws_probe_interval)
-                if poller.done():
-                    return None  # HTTP stopped working too: back to the reconnect loop
-                try:
-                    return await self._open_websocket()
-                except BettensorWSError as exc:
-                    if not exc.retryable:
-                        self._fail(exc)
-                        return None
-                    log.debug("WebSocket probe failed: %s", exc)
-        finally:
-            await self._cancel_tasks()
-
-    async def _poll_loop(self) -> None:
-        assert self._session is not None
-        failures = 0
-        while True:
-            path = "/games" + self._stream_query({"timeout": self.long_poll_timeout})
-            try:
-                async with asyncio.timeout(self.long_poll_timeout + self.handshake_timeout):
-                    async with self._session.get(
-                            URL(self._http_url + path, encoded=True),
-                            headers=self._signed_headers("GET", path)) as response:
-                        if response.status != 200:
-                            raise HandshakeError(f"GET /games answered {response.status}",
-                                                 status=response.status,
-                                                 retry_after=_retry_after(response.headers))
-                        body = await response.json()
-            except (TimeoutError, aiohttp.ClientError, OSError, ValueError,
-                    HandshakeError) as exc:
-                failures += 1
-                if failures >= self.fallback_after:
-                    log.warning("HTTP fallback failing: %s", exc)
-                    return
-                await asyncio.sleep(self._backoff.delay(failures,
-                                                        getattr(exc, "retry_after", None)))
-                continue
-            failures = 0
-            if self.limits is None and isinstance(body.get("server_time_ns"), int):
-                self._clock.add_rough(body["server_time_ns"], time.time_ns())
-            for raw in body.get("updates", []):
-                try:
-                    update = GameUpdate.model_validate(raw)
-                except ValueError as exc:
-                    log.warning("ignoring a malformed update from GET /games: %s", exc)
-                    continue
-                await self._on_update(update)
-
-    async def _post_pending(self) -> None:
-        assert self.outbox is not None
-        for entry in await self.outbox.pending(self.validator_hotkey):
-            await self._post_prediction(entry)
-
-    async def _post_prediction(self, entry: OutboxEntry) -> None:
-        assert self._session is not None
-        body = json.dumps({"prediction": entry.prediction,
-                           "signature": entry.signature}).encode()
-        await self._pace()
-        try:
-            async with asyncio.timeout(self.handshake_timeout):
-                async with self._session.post(
-                        self._http_url + "/predictions", data=body,
-                        headers={**self._signed_headers("POST", "/predictions", body),
-                                 "Content-Type": "application/json"}) as response:
-                    if response.status == 200:
-                        self._on_confirmation(await response.json())
-                        return
-                    retry_after = _retry_after(response.headers)
-                    log.info("POST /predictions answered %d", response.status)
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-            log.info("POST /predictions failed (kept in the outbox): %s", exc)
-            retry_after = None
-        self._spawn(self._resend_later(entry.prediction_id, retry_after or 2.0),
-                    f"resend-{entry.prediction_id}")
-
-    # -- tasks ----------------------------------------------------------------------------
-
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _cancel_tasks(self) -> None:
-        current = asyncio.current_task()
-        tasks = [task for task in self._tasks if task is not current]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._transport is not None:
+            self._transport.dispatch(entry)
 
 
-async def _detaching(channel: Channel[Any], owners: list[Any]) -> AsyncIterator[Any]:
-    try:
-        async for item in channel:
-            yield item
-    finally:
-        with contextlib.suppress(ValueError):
-            owners.remove(channel)
-
-
-def _fail_future(future: asyncio.Future[Any], error: BaseException) -> None:
-    """Fail a submit() waiter. A caller that gave up waiting (its timeout passed) leaves
-    the future unobserved: mark the error retrieved so asyncio does not log it as lost
-    (the outbox keeps the prediction; awaiting the future still raises)."""
-    future.set_exception(error)
-    future.exception()
-
-
-def _prediction_text(entry: OutboxEntry) -> str:
-    data = json.dumps({"prediction": entry.prediction, "signature": entry.signature},
-                      separators=(",", ":"))
-    return f'{{"type":"{PredictionFrame.TYPE}","data":{data}}}'
-
-
-def _endpoints(url: str) -> tuple[str, str, str]:
-    """(ws base, http base, ws path) from whatever address form the user gave."""
-    parsed = URL(url)
-    if parsed.scheme not in ("ws", "wss", "http", "https"):
-        raise ValueError(f"validator URL must be ws://, wss://, http:// or https://, not {url!r}")
-    secure = parsed.scheme in ("wss", "https")
-    host = parsed.host or "127.0.0.1"
-    authority = f"{host}:{parsed.port}" if parsed.port else host
-    path = parsed.path.rstrip("/") or "/ws"
-    return (f"{'wss' if secure else 'ws'}://{authority}",
-            f"{'https' if secure else 'http'}://{authority}", path)
-
-
-def _retry_after(headers: Any) -> float | None:
-    if not headers:
-        return None
-    value = headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _close_reason(message: aiohttp.WSMessage) -> str:
-    if message.type is aiohttp.WSMsgType.CLOSE and message.extra:
-        return str(message.extra)
-    return ""

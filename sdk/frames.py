@@ -202,7 +202,16 @@ def parse_frame(text: str | bytes, *, allowed: frozenset[str] | None = None) -> 
     for predictions the code of the failing field (``invalid_prediction`` by default),
     with ``ref`` set to the frame type or prediction id when known.
     """
-    envelope = load_json(text)
+    return parse_envelope(load_json(text), allowed=allowed)
+
+
+def parse_envelope(envelope: Any, *, allowed: frozenset[str] | None = None) -> Frame:
+    """:func:`parse_frame` for an already-decoded frame object, with the same errors.
+
+    A reader that also needs the received ``data`` dict decodes once with
+    :func:`load_json` and calls this: a confirmation's receipt is verified over the
+    dict exactly as received, never over a re-serialisation of the model.
+    """
     if not isinstance(envelope, dict):
         raise ProtocolError("frame must be a JSON object with 'type' and 'data'")
     frame_type = envelope.get("type")

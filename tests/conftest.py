@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from bittensor.keyfiles import Keypair
 from yarl import URL
 
 from sdk.models import Game, Prediction
+from sdk.options import ConnectionOptions
 from sdk.signing import sign_prediction
 from server_stub import HUB_KEY, Hub, HubConfig, create_app
 
@@ -283,25 +285,30 @@ async def fault_proxy() -> AsyncIterator[Callable[..., Any]]:
         await proxy.close()
 
 
-FAST_CLIENT: dict[str, Any] = dict(
-    outbox=":memory:", backoff_base=0.02, backoff_cap=0.25, handshake_timeout=2.0,
+FAST_CLIENT = ConnectionOptions(
+    backoff_base=0.02, backoff_cap=0.25, handshake_timeout=2.0,
     heartbeat_interval_s=0.5, fallback_after=3, ws_probe_interval=0.3,
     long_poll_timeout=1.0, cutoff_margin_s=0.0, ready_timeout=10.0)
 """ValidatorConnection options that keep client tests fast."""
+_OPTION_NAMES = frozenset(option.name for option in dataclasses.fields(ConnectionOptions))
 
 
 @pytest.fixture
 async def miner(start_hub: Any, fault_proxy: Any) -> AsyncIterator[Callable[..., Any]]:
-    """``miner(url, key=Bob, **options)``: a (not yet started) ValidatorConnection with
-    fast test timings, closed after the test (before the hub and the proxy stop)."""
+    """``miner(url, key=Bob, **overrides)``: a (not yet started) ValidatorConnection with
+    fast test timings (:data:`FAST_CLIENT`, an in-memory outbox), closed after the test
+    (before the hub and the proxy stop). ``overrides`` may name ConnectionOptions fields
+    (they replace FAST_CLIENT's) or other constructor arguments."""
     from sdk.connection import ValidatorConnection
 
     connections: list[ValidatorConnection] = []
 
-    def make(url: Any, key: Keypair | None = None, **options: Any) -> ValidatorConnection:
+    def make(url: Any, key: Keypair | None = None, **overrides: Any) -> ValidatorConnection:
         target = url if isinstance(url, str) else url.url  # a FaultProxy
+        tuning = {name: overrides.pop(name) for name in _OPTION_NAMES & overrides.keys()}
         conn = ValidatorConnection(target, key or miner_key("Bob"), VALIDATOR.ss58_address,
-                                   **{**FAST_CLIENT, **options})
+                                   **{"outbox": ":memory:", **overrides},
+                                   options=dataclasses.replace(FAST_CLIENT, **tuning))
         connections.append(conn)
         return conn
 

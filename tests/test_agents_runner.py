@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from bittensor.keyfiles import Keypair
 
 from agents import Agent, AgentContext, AgentRunner, FavoriteAgent, Pick, ValueAgent
-from sdk import ConnectionState, Prediction, ValidatorConnection
+from sdk import ConnectionOptions, ConnectionState, Prediction, ValidatorConnection
 from sdk.models import Game
 from server_stub import HubClock, HubConfig, OpenRegistry, create_app
 
@@ -74,8 +74,9 @@ async def start_validator(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 def connection(hub: RunningHub, *, outbox: Any = ":memory:", key: Keypair = BOB
                ) -> ValidatorConnection:
     return ValidatorConnection(f"ws://127.0.0.1:{hub.server.port}", key, hub.validator_hotkey,
-                               outbox=outbox, backoff_base=0.05, backoff_cap=0.5,
-                               heartbeat_interval_s=1.0, handshake_timeout=5.0)
+                               outbox=outbox, options=ConnectionOptions(
+                                   backoff_base=0.05, backoff_cap=0.5,
+                                   heartbeat_interval_s=1.0, handshake_timeout=5.0))
 
 
 def hub_rows(hub: RunningHub, miner: Keypair = BOB) -> list[dict[str, Any]]:

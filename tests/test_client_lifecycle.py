@@ -4,6 +4,7 @@ the HTTP fallback and back, clock offset, and notebook-style use without ``async
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -18,11 +19,15 @@ from sdk.errors import (
     ReplacedError,
 )
 from sdk.models import Prediction
+from sdk.options import ConnectionOptions
 from server_stub import AllowListRegistry, GameSimulator, HubClock
 
 from .clientkit import StateLog, UpdateLog, assert_verified_receipt, hub_rows_by_id
 from .conftest import FAST_CLIENT, VALIDATOR, eventually, future_game, miner_key
 
+# the classes whose tasks a closed connection must leave none of
+CONNECTION_PARTS = ("ValidatorConnection.", "WebSocketTransport.", "HttpFallbackTransport.",
+                    "Submissions.")
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")
 
@@ -296,8 +301,8 @@ async def test_notebook_style_top_level_await_without_a_context_manager(start_hu
     proxy = await fault_proxy(running)
 
     # -- what the cells of a notebook do, one top-level await at a time --
-    conn = ValidatorConnection(proxy.url, BOB, VALIDATOR.ss58_address,
-                               **{**FAST_CLIENT, "ready_timeout": None})
+    conn = ValidatorConnection(proxy.url, BOB, VALIDATOR.ss58_address, outbox=":memory:",
+                               options=dataclasses.replace(FAST_CLIENT, ready_timeout=None))
     await conn.start()
     await conn.wait_ready(10.0)
     assert "notebook-1" in conn.games and len(conn.games) >= 7
@@ -318,7 +323,7 @@ async def test_notebook_style_top_level_await_without_a_context_manager(start_hu
     assert conn.state is S.CLOSED
     await asyncio.sleep(0)
     leftovers = [t for t in asyncio.all_tasks() if not t.done()
-                 and t.get_coro().__qualname__.startswith("ValidatorConnection.")]
+                 and t.get_coro().__qualname__.startswith(CONNECTION_PARTS)]
     assert leftovers == []
     await eventually(lambda: not running.hub.sessions, 5.0)
     await conn.close()  # closing twice is harmless
@@ -331,7 +336,8 @@ async def test_wrong_validator_hotkey_is_a_permanent_error(start_hub):
     running = await start_hub()
     other = miner_key("NotTheValidator").ss58_address
     conn = ValidatorConnection(f"ws://127.0.0.1:{running.server.port}", miner_key("Bob"), other,
-                               outbox=":memory:", backoff_base=0.05, backoff_cap=0.1)
+                               outbox=":memory:",
+                               options=ConnectionOptions(backoff_base=0.05, backoff_cap=0.1))
     started = asyncio.get_running_loop().time()
     with pytest.raises(AuthenticationError) as caught:
         async with asyncio.timeout(10):
@@ -377,12 +383,16 @@ def test_only_failed_upgrades_count_towards_the_http_fallback():
     """The rule behind the test above, without its race: refused TCP never leads to the
     fallback however often it happens; a hub that answers without upgrading does."""
     from sdk.errors import HandshakeError, HubUnreachableError
+    from sdk.reconnect import Fallback, ReconnectPolicy
 
-    conn = ValidatorConnection("ws://127.0.0.1:1", miner_key("Bob"), VALIDATOR.ss58_address,
-                               fallback_after=3)
-    down = HubUnreachableError("connection refused")
-    assert not conn._fallback_candidate(down, 100)
-    assert not conn._fallback_candidate(LinkError("reset mid-upgrade"), 2)
-    assert conn._fallback_candidate(LinkError("reset mid-upgrade"), 3)
-    assert conn._fallback_candidate(HandshakeError("proxy", status=426), 1)
-    assert not conn._fallback_candidate(HandshakeError("busy", status=503), 50)
+    policy = ReconnectPolicy(fallback_after=3)
+    for _ in range(100):
+        assert not isinstance(policy.connect_failed(HubUnreachableError("refused")), Fallback)
+    assert not isinstance(policy.connect_failed(LinkError("reset mid-upgrade")), Fallback)
+    assert not isinstance(policy.connect_failed(LinkError("reset mid-upgrade")), Fallback)
+    assert isinstance(policy.connect_failed(LinkError("reset mid-upgrade")), Fallback)
+    assert isinstance(ReconnectPolicy().connect_failed(HandshakeError("proxy", status=426)),
+                      Fallback)
+    busy = ReconnectPolicy(fallback_after=3)
+    for _ in range(50):
+        assert not isinstance(busy.connect_failed(HandshakeError("busy", status=503)), Fallback)
