@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from datetime import datetime
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sdk.codes import ErrorCode
@@ -241,7 +242,7 @@ def test_valid_envelopes_with_random_data(frame_type, data_strategy):
             assert result.code in PREDICTION_CODES
             raw = data.get("prediction")
             raw_id = raw.get("prediction_id") if isinstance(raw, dict) else None
-            assert result.ref == (raw_id[:64] if isinstance(raw_id, str) else "prediction")
+            assert result.ref == expected_ref(raw_id)
         else:
             assert result.code == ErrorCode.MALFORMED_FRAME
             assert result.ref == frame_type
@@ -259,20 +260,33 @@ def test_valid_envelopes_with_random_data(frame_type, data_strategy):
 @FUZZ
 @given(mutated(PREDICTION, heavy=True),
        st.none() | SCALARS)
+@example(dict(PREDICTION, prediction_id="A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", wager=-1),
+         None)
 def test_predictions_with_random_fields(prediction, signature):
     data = {"prediction": prediction, "signature": signature}
     result = parse_or_protocol_error(json.dumps({"type": "prediction", "data": data}),
                                      allowed=TO_HUB_TYPES)
     if isinstance(result, ProtocolError):
         assert result.code in PREDICTION_CODES
-        raw_id = prediction.get("prediction_id")
-        assert result.ref == (raw_id[:64] if isinstance(raw_id, str) else "prediction")
+        assert result.ref == expected_ref(prediction.get("prediction_id"))
     else:
         assert isinstance(result, PredictionFrame)
         assert same_json(result.raw_prediction, prediction)
         assert result.signature == signature
         assert_reencodes(result)
 
+
+
+def expected_ref(raw_id: object) -> str:
+    """What an error must echo for a prediction id: a valid UUID in the canonical form
+    confirmations carry (any case or spelling the uuid module reads), anything else cut
+    to 64 characters, no id at all as the frame type."""
+    if not isinstance(raw_id, str):
+        return "prediction"
+    try:
+        return str(uuid.UUID(raw_id))
+    except ValueError:
+        return raw_id[:64].encode("utf-8", "backslashreplace").decode("utf-8")
 
 # Strings that may hold lone surrogates: json.dumps writes them as "\udXXX" escapes,
 # which json.loads turns back into unencodable str values.
