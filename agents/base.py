@@ -79,7 +79,7 @@ class Pick:
             model_name=self.model_name or model_name, **fields)
 
 
-class AgentLogger(logging.LoggerAdapter):
+class AgentLogger(logging.LoggerAdapter[logging.Logger]):
     """Prefixes every message with ``[agent@validator]`` and carries both in ``extra``."""
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
@@ -112,7 +112,7 @@ class AgentContext:
     daily_budget: float
     wagered_today: float
     games: Mapping[str, Game]
-    logger: logging.LoggerAdapter
+    logger: logging.LoggerAdapter[logging.Logger]
     predicted: frozenset[str] = frozenset()
     limits: Limits | None = None
     day: date | None = field(default=None)

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sdk.models import Game, Outcome
+from sdk.models import Game, Outcome, Prediction
 
 from . import pricing
 from .base import Agent, AgentContext, Pick
@@ -74,9 +74,9 @@ class FavoriteAgent(Agent):
             return None
         return prices[index][0], odds, fair[index]
 
-    async def on_games(self, games: list[Game], ctx: AgentContext) -> list[Pick]:
+    async def on_games(self, games: list[Game], ctx: AgentContext) -> list[Prediction | Pick]:
         bankroll = ctx.bankroll_left
-        picks: list[Pick] = []
+        picks: list[Prediction | Pick] = []
         for game in sorted(games, key=lambda g: g.event_start_date):
             choice = self.choose(game)
             if choice is None:
@@ -161,12 +161,12 @@ class ValueAgent(Agent):
         values = [v for v in self.valuations(game) if v.edge > self.min_edge]
         return max(values, key=lambda v: v.edge, default=None)
 
-    async def on_games(self, games: list[Game], ctx: AgentContext) -> list[Pick]:
+    async def on_games(self, games: list[Game], ctx: AgentContext) -> list[Prediction | Pick]:
         # Best edges first, each sized on what the previous picks left of today's budget.
         found = [(value, game) for game in games if (value := self.best(game)) is not None]
         found.sort(key=lambda item: item[0].edge, reverse=True)
         bankroll = ctx.bankroll_left
-        picks: list[Pick] = []
+        picks: list[Prediction | Pick] = []
         for value, game in found:
             amount = pricing.stake(value.probability, value.odds, bankroll,
                                    fraction=self.kelly, max_stake=self.max_stake,

@@ -176,7 +176,7 @@ class AgentRunner:
         return prediction
 
     async def call_agent(self, what: str, hook: Callable[..., Any], *args: Any,
-                         stats: ValidatorStats, logger: logging.LoggerAdapter,
+                         stats: ValidatorStats, logger: logging.LoggerAdapter[logging.Logger],
                          interruptible: bool = False) -> tuple[bool, Any]:
         """Call an agent hook (async or plain), bounded by ``agent_timeout_s``;
         return (ok, result). Exceptions are logged with the agent's name and counted,

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
-from tenacity import wait_random_exponential
+from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 
 @dataclass
@@ -37,4 +36,11 @@ class Backoff:
         """
         if retry_after is not None and retry_after > 0:
             return retry_after + random.uniform(0, min(self.cap, max(retry_after, self.base)))
-        return float(self._wait(SimpleNamespace(attempt_number=max(attempt, 1))))
+        return float(self._wait(_attempt_state(attempt)))
+
+
+def _attempt_state(attempt: int) -> RetryCallState:
+    """tenacity's wait strategies read the attempt number from a call state."""
+    state = RetryCallState(retry_object=Retrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = max(attempt, 1)
+    return state

@@ -44,7 +44,7 @@ from .models import Game, Prediction
 from .options import ConnectionOptions
 from .outbox import Outbox, OutboxEntry, default_outbox_path
 from .reconnect import Decision, Fail, Fallback, ReconnectPolicy
-from .signing import hotkey_signer
+from .signing import Signer, WalletLike, hotkey_signer
 from .submissions import Submissions
 from .transports import (
     HttpFallbackTransport,
@@ -91,7 +91,7 @@ class ValidatorConnection:
     def __init__(
         self,
         url: str,
-        wallet: Any,
+        wallet: WalletLike,
         validator_hotkey: str,
         *,
         sports: Iterable[str] = (),
@@ -119,7 +119,7 @@ class ValidatorConnection:
         self.limits: Limits | None = None
         self.miner_hotkey: str | None = None
         self.reconnects = 0
-        self._signer: Any = None
+        self._signer: Signer | None = None
         self.outbox: Outbox | None = None
         self._table = GameTable()
         self._confirmations: Fanout[Confirmation] = Fanout()
@@ -273,7 +273,7 @@ class ValidatorConnection:
         """
         if self._fatal is not None:
             raise self._fatal
-        if self.outbox is None or self._closing:
+        if self.outbox is None or self._signer is None or self._closing:
             raise LinkError("the connection is not started (use 'async with' or "
                             "'await conn.start()')")
         return await self._submissions.submit(
@@ -418,6 +418,7 @@ class ValidatorConnection:
     # -- what the transports need and deliver ----------------------------------------------
 
     def _link_context(self, session: aiohttp.ClientSession, outbox: Outbox) -> LinkContext:
+        assert self._signer is not None, "start() resolves the signer before any link"
         return LinkContext(
             session=session, address=self._address, options=self.options,
             validator_hotkey=self.validator_hotkey, signer=self._signer,

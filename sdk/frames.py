@@ -261,12 +261,12 @@ def _parse_prediction(data: dict[str, Any]) -> PredictionFrame:
     except ValidationError as exc:
         code = ErrorCode.INVALID_PREDICTION
         errors = exc.errors(include_url=False, include_input=False)
-        first = errors[0] if errors else {}
-        loc = first.get("loc", ())
+        loc = errors[0]["loc"] if errors else ()
         if len(loc) >= 2 and loc[0] == "prediction":
             code = _FIELD_CODES.get(str(loc[1]), ErrorCode.INVALID_PREDICTION)
         where = ".".join(str(part) for part in loc) or "prediction"
-        raise ProtocolError(f"{where}: {first.get('msg', 'invalid')}", code=code,
+        message = errors[0]["msg"] if errors else "invalid"
+        raise ProtocolError(f"{where}: {message}", code=code,
                             ref=ref) from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise ProtocolError(f"invalid prediction: {_short(exc)}",

@@ -17,9 +17,29 @@ from functools import lru_cache
 from typing import Any
 
 import bittensor
+from bittensor import Signer
 from bittensor.keyfiles import Keypair
+from bittensor.signing import WalletLike
 
 from .errors import SigningError
+
+__all__ = [
+    "Signer",
+    "WalletLike",
+    "canonical_bytes",
+    "hotkey_signer",
+    "receipt_content",
+    "sign_object",
+    "sign_prediction",
+    "sign_receipt",
+    "verify_object",
+    "verify_prediction",
+    "verify_receipt",
+]
+
+# ``Signer`` is bittensor's protocol for a key that signs (``ss58_address``,
+# ``public_key``, ``crypto_type``, ``sign(bytes) -> bytes``): a ``Keypair`` is one, and
+# ``hotkey_signer`` turns a ``Wallet`` (anything in ``WalletLike``) into one.
 
 
 def canonical_bytes(obj: Any) -> bytes:
@@ -28,7 +48,7 @@ def canonical_bytes(obj: Any) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
-def hotkey_signer(wallet: Any) -> Any:
+def hotkey_signer(wallet: WalletLike) -> Signer:
     """The hotkey signer for anything bittensor accepts as a wallet (Wallet, Keypair,
     Signer). Raises :class:`SigningError` with the reason when it cannot sign."""
     try:
@@ -41,7 +61,7 @@ def hotkey_signer(wallet: Any) -> Any:
     return signer
 
 
-def sign_object(signer: Any, obj: Any) -> str:
+def sign_object(signer: Signer, obj: Any) -> str:
     """Sign the canonical bytes of ``obj``; returns ``0x``-hex."""
     try:
         signature = signer.sign(canonical_bytes(obj))
@@ -70,7 +90,7 @@ def verify_object(ss58_address: str, obj: Any, signature: str | None, *,
         return False
 
 
-def sign_prediction(signer: Any, prediction_wire: dict[str, Any]) -> str:
+def sign_prediction(signer: Signer, prediction_wire: dict[str, Any]) -> str:
     """The miner's signature over a prediction's wire dict."""
     return sign_object(signer, prediction_wire)
 
@@ -85,7 +105,7 @@ def receipt_content(confirmation: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in confirmation.items() if key != "signature"}
 
 
-def sign_receipt(signer: Any, confirmation: dict[str, Any]) -> str:
+def sign_receipt(signer: Signer, confirmation: dict[str, Any]) -> str:
     """The validator's signature over a confirmation (its ``signature`` key ignored)."""
     return sign_object(signer, receipt_content(confirmation))
 
@@ -93,7 +113,10 @@ def sign_receipt(signer: Any, confirmation: dict[str, Any]) -> str:
 def verify_receipt(confirmation: dict[str, Any], validator_hotkey: str | None = None) -> bool:
     """True when the confirmation is signed by ``validator_hotkey`` (by default the
     ``validator_hotkey`` it names; pass the key you expect to pin it)."""
-    expected = validator_hotkey or confirmation.get("validator_hotkey")
-    if validator_hotkey is not None and confirmation.get("validator_hotkey") != validator_hotkey:
+    named = confirmation.get("validator_hotkey")
+    if validator_hotkey is not None and named != validator_hotkey:
+        return False
+    expected = validator_hotkey or named
+    if not isinstance(expected, str):
         return False
     return verify_object(expected, receipt_content(confirmation), confirmation.get("signature"))

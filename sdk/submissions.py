@@ -22,7 +22,7 @@ from .errors import PredictionRejected, ReceiptError
 from .frames import Confirmation, ErrorFrame, Limits
 from .models import Game, Prediction
 from .outbox import Outbox, OutboxEntry
-from .signing import sign_prediction, verify_receipt
+from .signing import Signer, sign_prediction, verify_receipt
 from .tasks import TaskSet
 from .validation import (
     DEFAULT_DAILY_WAGER_LIMIT,
@@ -58,7 +58,7 @@ class Submissions:
     async def submit(self, prediction: Prediction, *,
                      find_game: Callable[[str], Game | None],
                      now: datetime, limits: Limits | None, cutoff_margin: timedelta,
-                     signer: Any, miner_hotkey: str, timeout: float | None) -> Confirmation:
+                     signer: Signer, miner_hotkey: str, timeout: float | None) -> Confirmation:
         """Pre-check at hub time ``now`` against the game ``find_game`` returns and the
         hub's ``limits`` (the defaults before the first welcome), sign, store, send, and
         wait for the verified receipt (see ``ValidatorConnection.submit``)."""

@@ -91,8 +91,9 @@ def _odds_differ(claimed: float | None, actual: float | None, tolerance: float) 
 
 def check_odds(prediction: Prediction, game: Game,
                tolerance: float = DEFAULT_ODDS_TOLERANCE) -> Rejection | None:
-    pairs = (("team_a_odds", prediction.team_a_odds, game.team_a_odds),
-             ("team_b_odds", prediction.team_b_odds, game.team_b_odds))
+    pairs: tuple[tuple[str, float | None, float | None], ...] = (
+        ("team_a_odds", prediction.team_a_odds, game.team_a_odds),
+        ("team_b_odds", prediction.team_b_odds, game.team_b_odds))
     if game.can_tie:
         pairs += (("tie_odds", prediction.tie_odds, game.tie_odds),)
     for name, claimed, actual in pairs:
@@ -100,11 +101,11 @@ def check_odds(prediction: Prediction, game: Game,
             return Rejection(ErrorCode.ODDS_MISMATCH,
                              f"{name} {claimed} differs from the current {actual} "
                              f"by more than {tolerance}")
-    actual = game.odds_for(prediction.predicted_outcome)
-    if _odds_differ(prediction.predicted_odds, actual, tolerance):
+    current = game.odds_for(prediction.predicted_outcome)
+    if _odds_differ(prediction.predicted_odds, current, tolerance):
         return Rejection(ErrorCode.ODDS_MISMATCH,
                          f"predicted_odds {prediction.predicted_odds} differ from the current "
-                         f"{actual} by more than {tolerance}")
+                         f"{current} by more than {tolerance}")
     return None
 
 

@@ -8,10 +8,10 @@ from .admission import Admission
 from .app import create_app
 from .clock import HubClock
 from .config import HubConfig
-from .feed import FeedError, GameSimulator, load_games_file
+from .feed import FeedError, GameFeed, GameSimulator, StaticFeed, load_games_file
 from .http_api import HUB_KEY
 from .http_errors import error_response, parse_stream_query
-from .hub import GameFeed, Hub
+from .hub import Hub
 from .intake import PredictionIntake, PredictionOutcome
 from .miner_ws import MinerWSHandler
 from .registry import AllowListRegistry, MetagraphRegistry, OpenRegistry, metagraph_fetch
@@ -35,6 +35,7 @@ __all__ = [
     "PredictionOutcome",
     "PredictionStore",
     "SessionTable",
+    "StaticFeed",
     "create_app",
     "error_response",
     "load_games_file",

@@ -5,15 +5,17 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from sdk.signing import Signer
+
 from .clock import HubClock
 from .config import HubConfig
+from .feed import GameFeed
 from .http_api import HUB_KEY, METRICS_KEY, routes
-from .hub import GameFeed, Hub
+from .hub import Hub
 from .registry import MinerRegistry, OpenRegistry
 from .stats import StatsCollector
 from .store import PredictionStore
@@ -21,7 +23,7 @@ from .store import PredictionStore
 _MIN_BODY_BYTES = 1024 * 1024
 
 
-def create_app(config: HubConfig, *, signer: Any, store_path: str | Path | None = None,
+def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | None = None,
                registry: MinerRegistry | None = None, feed: GameFeed | None = None,
                clock: HubClock | None = None) -> web.Application:
     """Build the hub application.

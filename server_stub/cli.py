@@ -9,7 +9,7 @@ import tempfile
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,9 @@ from .config import HubConfig
 
 if TYPE_CHECKING:
     from bittensor.keyfiles import Keypair
+
+    from .feed import GameFeed
+    from .registry import MinerRegistry
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="bettensor-ws validator hub: miners connect over WebSocket (bt-ws/1).")
@@ -50,7 +53,7 @@ def load_identity(uri: str | None, wallet_name: str | None, wallet_hotkey: str,
 
 
 def build_registry(*, open_: bool, allow: list[str], allowlist: Path | None, deny: list[str],
-                   netuid: int | None, network: str, refresh: float) -> Any:
+                   netuid: int | None, network: str, refresh: float) -> MinerRegistry:
     from .registry import (
         AllowListRegistry,
         MetagraphRegistry,
@@ -79,8 +82,8 @@ def build_registry(*, open_: bool, allow: list[str], allowlist: Path | None, den
     return AllowListRegistry(hotkeys, deny)
 
 
-def build_feed(feed: str, seed: int) -> Any:
-    from .feed import FeedError, GameSimulator, load_games_file
+def build_feed(feed: str, seed: int) -> GameFeed | None:
+    from .feed import FeedError, GameSimulator, StaticFeed, load_games_file
 
     if feed == "none":
         return None
@@ -95,19 +98,6 @@ def build_feed(feed: str, seed: int) -> Any:
     except FeedError as exc:
         raise _fail(str(exc)) from None
     return StaticFeed(games)
-
-
-class StaticFeed:
-    """Games from a file: published once at start, never changing by themselves."""
-
-    def __init__(self, games: list[Any]) -> None:
-        self._games = games
-
-    def initial_games(self) -> list[Any]:
-        return list(self._games)
-
-    def step(self, now: Any) -> list[Any]:
-        return []
 
 
 def default_store(validator_hotkey: str, dev: bool) -> Path:

@@ -36,12 +36,37 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from sdk.models import Game, Outcome, as_utc
 from sdk.tracker import SETTLED_RETENTION
+
+
+class GameFeed(Protocol):
+    """Where games come from: the simulator, a file, or nothing (admin posts only).
+
+    The hub publishes ``initial_games()`` at start, then calls ``step(now)`` every
+    tick with its clock's time and publishes what changed."""
+
+    def initial_games(self) -> list[Game]: ...
+
+    def step(self, now: datetime) -> list[Game]: ...
+
+
+class StaticFeed:
+    """Games from a file: published once at start, never changing by themselves."""
+
+    def __init__(self, games: list[Game]) -> None:
+        self._games = games
+
+    def initial_games(self) -> list[Game]:
+        return list(self._games)
+
+    def step(self, now: datetime) -> list[Game]:
+        return []
 
 __all__ = [
     "LEAGUES",
@@ -457,9 +482,9 @@ class GameSimulator:
 # --------------------------------------------------------------------------- file feed
 
 
-def _describe_error(err: dict[str, Any]) -> str:
-    loc = ".".join(str(part) for part in err.get("loc", ())) or "(game)"
-    return f"field {loc!r}: {err.get('msg', 'invalid')}"
+def _describe_error(err: ErrorDetails) -> str:
+    loc = ".".join(str(part) for part in err["loc"]) or "(game)"
+    return f"field {loc!r}: {err['msg']}"
 
 
 def load_games_file(path: str | os.PathLike[str]) -> list[Game]:

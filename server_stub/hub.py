@@ -13,16 +13,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from sdk.codes import CloseCode
 from sdk.frames import Heartbeat
 from sdk.models import Game
+from sdk.signing import Signer
 from sdk.validation import Rules
 
 from .admission import Admission
 from .clock import HubClock
 from .config import HubConfig
+from .feed import GameFeed
 from .intake import PredictionIntake
 from .miner_ws import MinerWSHandler
 from .predictions import PredictionDesk
@@ -35,18 +37,10 @@ from .stream import GameStream, UpdateRecord
 log = logging.getLogger("server_stub.hub")
 
 
-class GameFeed(Protocol):
-    """Where games come from: the simulator, a file, or nothing (admin posts only)."""
-
-    def initial_games(self) -> list[Game]: ...
-
-    def step(self, now: Any) -> list[Game]: ...
-
-
 class Hub:
     """All state of one validator hub."""
 
-    def __init__(self, config: HubConfig, *, signer: Any, registry: MinerRegistry,
+    def __init__(self, config: HubConfig, *, signer: Signer, registry: MinerRegistry,
                  store: PredictionStore, feed: GameFeed | None = None,
                  clock: HubClock | None = None) -> None:
         self.config = config

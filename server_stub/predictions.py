@@ -16,7 +16,7 @@ from typing import Any
 
 from sdk.codes import OK_CODE, ConfirmationStatus, ErrorCode
 from sdk.frames import Confirmation, PredictionFrame, encode_frame_data
-from sdk.signing import sign_receipt, verify_prediction
+from sdk.signing import Signer, sign_receipt, verify_prediction
 from sdk.validation import Rules, check_prediction, wager_day
 
 from .clock import HubClock
@@ -54,7 +54,7 @@ class DailyWagerTotals:
 class PredictionDesk:
     """Validates, stores and confirms predictions for one validator identity."""
 
-    def __init__(self, *, signer: Any, store: PredictionStore, stream: GameStream,
+    def __init__(self, *, signer: Signer, store: PredictionStore, stream: GameStream,
                  clock: HubClock, rules: Rules) -> None:
         self.signer = signer
         self.validator_hotkey: str = signer.ss58_address

@@ -6,9 +6,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+Label = TypeVar("Label", str, int)
 
 
 @dataclass
@@ -64,7 +67,7 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def _labelled(name: str, doc: str, label: str, values: Counter) -> CounterMetricFamily:
+def _labelled(name: str, doc: str, label: str, values: Counter[Label]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=[label])
     for key, value in sorted(values.items(), key=lambda item: str(item[0])):
         family.add_metric([str(key)], value)

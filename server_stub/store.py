@@ -111,11 +111,16 @@ class PredictionStore:
             )
             if cursor.rowcount == 1:
                 return StoreResult(True, record.receipt)
-            return StoreResult(False, _receipt(db, record.miner_hotkey, record.prediction_id))
+            original = _receipt(db, record.miner_hotkey, record.prediction_id)
+            if original is None:  # the row that ignored the insert has no receipt
+                raise sqlite3.IntegrityError(
+                    f"prediction {record.prediction_id} exists without a receipt")
+            return StoreResult(False, original)
 
         return self._submit(op)
 
-    def receipt(self, miner_hotkey: str, prediction_id: str) -> asyncio.Future[dict | None]:
+    def receipt(self, miner_hotkey: str, prediction_id: str
+                ) -> asyncio.Future[dict[str, Any] | None]:
         """The stored receipt of a prediction, or None (ordered after queued writes)."""
         return self._submit(lambda db: _receipt(db, miner_hotkey, prediction_id))
 
@@ -157,7 +162,8 @@ class PredictionStore:
         return self._submit(op)
 
 
-def _receipt(db: sqlite3.Connection, miner_hotkey: str, prediction_id: str) -> dict | None:
+def _receipt(db: sqlite3.Connection, miner_hotkey: str, prediction_id: str
+             ) -> dict[str, Any] | None:
     row = db.execute(
         "SELECT receipt FROM predictions WHERE miner_hotkey = ? AND prediction_id = ?",
         (miner_hotkey, prediction_id)).fetchone()

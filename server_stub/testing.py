@@ -18,12 +18,14 @@ from typing import Any, Literal
 from aiohttp import web
 from bittensor.keyfiles import Keypair
 
+from sdk.signing import Signer
+
 from .app import create_app
 from .clock import HubClock
 from .config import HubConfig
-from .feed import GameSimulator
+from .feed import GameFeed, GameSimulator
 from .http_api import HUB_KEY
-from .hub import GameFeed, Hub
+from .hub import Hub
 from .registry import MinerRegistry, OpenRegistry
 
 __all__ = ["DEFAULT_VALIDATOR_URI", "LocalHub", "brisk_config", "brisk_simulator"]
@@ -61,7 +63,7 @@ class LocalHub:
     made one) is deleted. :meth:`start` raises :class:`OSError` when it cannot bind.
     """
 
-    def __init__(self, *, config: HubConfig | None = None, signer: Any = None,
+    def __init__(self, *, config: HubConfig | None = None, signer: Signer | None = None,
                  registry: MinerRegistry | None = None,
                  feed: GameFeed | Literal["simulator"] | None = "simulator",
                  clock: HubClock | None = None, store_path: str | Path | None = None,

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bittensor.keyfiles import Keypair
 
 from .common import EXIT_FAILURE, CliError
 
@@ -27,9 +29,7 @@ DEV_VALIDATOR_URI = "//Alice"
 DEV_MINER_URI = "//Bob"
 
 
-def dev_miner() -> Any:
-    from bittensor.keyfiles import Keypair
-
+def dev_miner() -> Keypair:
     return Keypair.create_from_uri(DEV_MINER_URI)
 
 

@@ -70,8 +70,8 @@ def _entry_dict(entry: OutboxEntry, validator_hotkey: str) -> dict[str, Any]:
         "code": entry.code,
         "message": entry.message,
         "receipt": entry.receipt,
-        "receipt_verified": bool(entry.receipt) and verify_receipt(entry.receipt,
-                                                                    validator_hotkey),
+        "receipt_verified": entry.receipt is not None and verify_receipt(entry.receipt,
+                                                                         validator_hotkey),
     }
 
 

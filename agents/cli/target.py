@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agents.discovery import ValidatorEndpoint
+from sdk.signing import WalletLike
 
 from .common import EXIT_USAGE, CliError, WalletOptions, load_signer
 from .devhub import dev_hub, dev_miner
@@ -20,7 +21,7 @@ __all__ = ["Target", "one_validator"]
 
 @dataclass
 class Target:
-    signer: Any
+    signer: WalletLike
     endpoint: ValidatorEndpoint
     hub: LocalHub | None = None
 

@@ -27,6 +27,7 @@ from ..frames import ErrorFrame, GameUpdate, Subscribe
 from ..options import ConnectionOptions
 from ..outbox import OutboxEntry
 from ..pacing import TokenBucket
+from ..signing import Signer
 
 
 class Transport(Protocol):
@@ -90,7 +91,7 @@ class LinkContext:
     address: HubAddress
     options: ConnectionOptions
     validator_hotkey: str
-    signer: Any
+    signer: Signer
     """The miner's hotkey signer (``bittensor.resolve_signer``)."""
     stream_query: Callable[[Mapping[str, Any]], str]
     """The query string that resumes the game stream (``?epoch=..&since=..``), plus
@@ -106,7 +107,7 @@ class LinkContext:
 
     @property
     def miner_hotkey(self) -> str:
-        return str(self.signer.ss58_address)
+        return self.signer.ss58_address
 
     def sign(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
         """``btauth/1`` headers for one request, bound to this validator's hotkey."""
