@@ -13,7 +13,7 @@ then a new process on the SAME port and store.
 
 Miners: N ``ValidatorConnection`` + ``AgentRunner`` running ``ValueAgent`` (each its
 own outbox file in the temp dir), spread over several ``FaultProxy`` instances (the
-client tests' proxy, tests/faultproxy.py). A chaos loop injects random faults on the
+client tests' proxy, tests/kit/faultproxy.py). A chaos loop injects random faults on the
 proxies: cuts, stalls of a few heartbeat intervals, added per-chunk delays.
 
 At the end the chaos stops, the proxies are released, the runners stop predicting,
@@ -61,7 +61,7 @@ from sdk.models import Game
 
 # The fault-injecting TCP proxy of the client tests, imported from there (not copied):
 # cut / stall / resume / delay / retarget on every link it forwards.
-from tests.faultproxy import FaultProxy
+from tests.kit.faultproxy import FaultProxy
 
 MIB = 1024
 RSS_GROWTH = 0.25

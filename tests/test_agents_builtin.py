@@ -15,7 +15,7 @@ from agents.base import agent_logger
 from agents.builtin import market
 from sdk.models import Game, Prediction
 
-from .conftest import future_game
+from .kit.games import future_game
 
 
 def make_ctx(games: list[Game] | None = None, *, bankroll: float = 1000.0,

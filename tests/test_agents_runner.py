@@ -23,7 +23,10 @@ from sdk import ConnectionState, Prediction, ValidatorConnection
 from sdk.models import Game
 from server_stub import HubClock, HubConfig, OpenRegistry, create_app
 
-from .conftest import VALIDATOR, RunningHub, eventually, future_game, miner_key
+from .kit.games import future_game
+from .kit.hubkit import RunningHub
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
 
 BOB = miner_key("Bob")
 DAY = timedelta(days=1)

@@ -16,7 +16,7 @@ from bittensor import Wallet
 
 from server_stub.registry import AllowListRegistry
 
-from .conftest import VALIDATOR, miner_key
+from .kit.keys import VALIDATOR, miner_key
 
 
 def bt_miner() -> list[str]:

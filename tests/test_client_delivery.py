@@ -13,8 +13,10 @@ from sdk.errors import PredictionRejected
 from sdk.models import Prediction
 from sdk.signing import verify_receipt
 
-from .clientkit import StateLog, assert_verified_receipt, hub_rows_by_id
-from .conftest import VALIDATOR, eventually, future_game, miner_key
+from .kit.clientkit import StateLog, assert_verified_receipt, hub_rows_by_id
+from .kit.games import future_game
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
 
 BOB = miner_key("Bob")
 # Room for a 1000-prediction burst: message rate, reconnects (20 cuts), and a send

@@ -9,7 +9,9 @@ import time
 
 import aiohttp
 
-from .conftest import VALIDATOR, eventually, future_game, games_body, miner_key
+from .kit.games import future_game, games_body
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
 
 BOB = miner_key("Bob")
 

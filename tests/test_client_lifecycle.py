@@ -20,8 +20,10 @@ from sdk.errors import (
 from sdk.models import Prediction
 from server_stub import AllowListRegistry, GameSimulator, HubClock
 
-from .clientkit import StateLog, UpdateLog, assert_verified_receipt, hub_rows_by_id
-from .conftest import FAST_CLIENT, VALIDATOR, eventually, future_game, miner_key
+from .kit.clientkit import FAST_CLIENT, StateLog, UpdateLog, assert_verified_receipt, hub_rows_by_id
+from .kit.games import future_game
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")

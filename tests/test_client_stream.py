@@ -10,8 +10,10 @@ import time
 from sdk.connection import ConnectionState
 from sdk.models import Prediction
 
-from .clientkit import StateLog, UpdateLog, assert_verified_receipt
-from .conftest import eventually, future_game, miner_key
+from .kit.clientkit import StateLog, UpdateLog, assert_verified_receipt
+from .kit.games import future_game
+from .kit.keys import miner_key
+from .kit.waiting import eventually
 
 BOB = miner_key("Bob")
 

@@ -20,7 +20,7 @@ from sdk.pacing import TokenBucket
 from sdk.sqlite import DatabaseClosed
 from sdk.tracker import ApplyResult, StreamTracker
 
-from .conftest import future_game
+from .kit.games import future_game
 
 # -- backoff ----------------------------------------------------------------------------
 

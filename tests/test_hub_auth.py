@@ -15,7 +15,8 @@ from bittensor import http_auth
 
 from server_stub import AllowListRegistry, OpenRegistry
 
-from .conftest import VALIDATOR, miner_key, welcome_and_snapshot
+from .kit.keys import VALIDATOR, miner_key
+from .kit.wire import welcome_and_snapshot
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")

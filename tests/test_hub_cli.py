@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from server_stub.cli import app
 
-from .conftest import VALIDATOR, miner_key
+from .kit.keys import VALIDATOR, miner_key
 
 
 def free_port() -> int:

@@ -13,16 +13,9 @@ from sdk.models import Prediction
 from sdk.signing import verify_receipt
 from server_stub import AllowListRegistry
 
-from .conftest import (
-    VALIDATOR,
-    future_game,
-    miner_key,
-    prediction_data,
-    receive_close,
-    receive_type,
-    send_frame,
-    welcome_and_snapshot,
-)
+from .kit.games import future_game
+from .kit.keys import VALIDATOR, miner_key
+from .kit.wire import prediction_data, receive_close, receive_type, send_frame, welcome_and_snapshot
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")

@@ -16,10 +16,10 @@ import pytest
 
 from sdk.models import Prediction
 
-from .conftest import (
-    eventually,
-    future_game,
-    miner_key,
+from .kit.games import future_game
+from .kit.keys import miner_key
+from .kit.waiting import eventually
+from .kit.wire import (
     receive_close,
     receive_json,
     receive_type,

@@ -16,16 +16,10 @@ from sdk.models import Prediction
 from sdk.signing import sign_prediction, verify_receipt
 from server_stub import HubClock
 
-from .conftest import (
-    VALIDATOR,
-    future_game,
-    miner_key,
-    receive_type,
-    send_frame,
-    send_prediction,
-    stop_hub,
-    welcome_and_snapshot,
-)
+from .kit.games import future_game
+from .kit.hubkit import stop_hub
+from .kit.keys import VALIDATOR, miner_key
+from .kit.wire import receive_type, send_frame, send_prediction, welcome_and_snapshot
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")

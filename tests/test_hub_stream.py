@@ -10,19 +10,11 @@ import uuid
 
 import pytest
 
-from .conftest import (
-    VALIDATOR,
-    eventually,
-    future_game,
-    games_body,
-    miner_key,
-    receive_close,
-    receive_json,
-    receive_type,
-    send_frame,
-    stop_hub,
-    welcome_and_snapshot,
-)
+from .kit.games import future_game, games_body
+from .kit.hubkit import stop_hub
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
+from .kit.wire import receive_close, receive_json, receive_type, send_frame, welcome_and_snapshot
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")

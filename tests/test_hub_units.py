@@ -20,14 +20,10 @@ from server_stub.registry import Decision, read_allowlist
 from server_stub.store import PredictionRecord, StoreClosed
 from server_stub.stream import ALL_GAMES, GameFilter, GameStream
 
-from .conftest import (
-    VALIDATOR,
-    eventually,
-    future_game,
-    miner_key,
-    receive_close,
-    welcome_and_snapshot,
-)
+from .kit.games import future_game
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
+from .kit.wire import receive_close, welcome_and_snapshot
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")

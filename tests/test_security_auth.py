@@ -30,19 +30,8 @@ from sdk.signing import sign_prediction, verify_receipt
 from sdk.validation import wager_day
 from server_stub import AllowListRegistry, HubConfig, create_app
 
-from .conftest import (
-    VALIDATOR,
-    RunningHub,
-    eventually,
-    future_game,
-    games_body,
-    miner_key,
-    prediction_data,
-    receive_type,
-    send_frame,
-    welcome_and_snapshot,
-)
-from .hostile import (
+from .kit.games import future_game, games_body
+from .kit.hostile import (
     HandshakeRefused,
     RawWS,
     assert_no_crash_logs,
@@ -55,6 +44,10 @@ from .hostile import (
     throwaway_keys,
     upgrade_headers,
 )
+from .kit.hubkit import RunningHub
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
+from .kit.wire import prediction_data, receive_type, send_frame, welcome_and_snapshot
 
 # every raw socket a test opens is aborted before its hub stops
 pytestmark = pytest.mark.usefixtures("raw_sockets_aborted")

@@ -1,7 +1,7 @@
 """Hostile input against a live hub (reliability and security suite, item 2).
 
 - A property-based fuzzer (hypothesis) drives ONE live WebSocket connection, written
-  by hand on a raw TCP socket (tests.hostile.RawWS) so every message can also be
+  by hand on a raw TCP socket (tests.kit.hostile.RawWS) so every message can also be
   fragmented into continuation frames with pings interleaved. It sends random and
   mutated frames: predictions with wrong types, huge numbers (1e308, 1e309, 10**400
   as JSON literals, NaN), unicode (RTL, zero-width, escaped lone surrogates), nested
@@ -11,7 +11,7 @@
   for that connection only.
 - Raw HTTP upgrade requests with malformed heads, huge heads and wrong methods.
 
-Throughout, a well-behaved miner (tests.hostile.Bystander) on another connection keeps
+Throughout, a well-behaved miner (tests.kit.hostile.Bystander) on another connection keeps
 receiving every broadcast update and gets every prediction accepted, the hub stays
 healthy, and nothing from the hub logs an error or a traceback.
 
@@ -40,8 +40,8 @@ from hypothesis import strategies as st
 from sdk.models import Prediction
 from sdk.signing import canonical_bytes, sign_prediction, verify_receipt
 
-from .conftest import VALIDATOR, eventually, future_game, miner_key
-from .hostile import (
+from .kit.games import future_game
+from .kit.hostile import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,
@@ -58,6 +58,8 @@ from .hostile import (
     stored_predictions,
     upgrade_headers,
 )
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
 
 # every raw socket a test opens is aborted before its hub stops
 pytestmark = pytest.mark.usefixtures("raw_sockets_aborted")

@@ -22,8 +22,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .conftest import eventually, future_game, miner_key, receive_json, welcome_and_snapshot
-from .hostile import (
+from .kit.games import future_game
+from .kit.hostile import (
     OP_CONT,
     OP_PING,
     OP_TEXT,
@@ -34,6 +34,9 @@ from .hostile import (
     latency_figures,
     throwaway_keys,
 )
+from .kit.keys import miner_key
+from .kit.waiting import eventually
+from .kit.wire import receive_json, welcome_and_snapshot
 
 # every raw socket a test opens is aborted before its hub stops
 pytestmark = pytest.mark.usefixtures("raw_sockets_aborted")

@@ -1,5 +1,6 @@
-"""Helpers for the ValidatorConnection tests: watching a connection's updates and
-states from background tasks (bounded waits only) and reading the hub's SQLite file."""
+"""Helpers for the ValidatorConnection tests: options that keep them fast, watching a
+connection's updates and states from background tasks (bounded waits only) and reading the
+hub's SQLite file."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from sdk.errors import BettensorWSError
 from sdk.frames import Confirmation, GameUpdate
 from sdk.signing import verify_receipt
 
-from .conftest import VALIDATOR
+from .keys import VALIDATOR
+
+FAST_CLIENT: dict[str, Any] = dict(
+    outbox=":memory:", backoff_base=0.02, backoff_cap=0.25, handshake_timeout=2.0,
+    heartbeat_interval_s=0.5, fallback_after=3, ws_probe_interval=0.3,
+    long_poll_timeout=1.0, cutoff_margin_s=0.0, ready_timeout=10.0)
+"""ValidatorConnection options that keep client tests fast."""
 
 
 class _Watcher:
