@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from hypothesis import assume, given
@@ -167,8 +168,16 @@ def test_stake_edges():
     assert pricing.stake(0.6, 2.0, -5.0) == 0.0
     assert pricing.stake(0.6, 2.0, 10.0, min_stake=1.0) == 0.0  # 0.5 < min_stake
     assert pricing.stake(0.6, 2.0, 100.0, fraction=5.0) == pytest.approx(20.0)  # full Kelly
-    for bad in (dict(bankroll=math.inf), dict(fraction=-0.1), dict(max_stake=-1.0)):
-        kwargs = {"bankroll": 100.0, **bad}
-        bankroll = kwargs.pop("bankroll")
-        with pytest.raises(ValueError):
-            pricing.stake(0.6, 2.0, bankroll, **kwargs)
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    pytest.param({"bankroll": math.inf}, "bankroll must be finite, not inf", id="bankroll"),
+    pytest.param({"fraction": -0.1}, "fraction must be a finite number >= 0, not -0.1",
+                 id="fraction"),
+    pytest.param({"max_stake": -1.0}, "max_stake must be >= 0, not -1.0", id="max_stake"),
+])
+def test_stake_refuses_bad_arguments(bad, message):
+    kwargs = {"bankroll": 100.0, **bad}
+    bankroll = kwargs.pop("bankroll")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        pricing.stake(0.6, 2.0, bankroll, **kwargs)

@@ -171,29 +171,46 @@ def _sign(key=BOB, path="/ws", receiver=VALIDATOR.ss58_address, **kw):
     return http_auth.sign(key, method="GET", path=path, receiver_ss58=receiver, **kw)
 
 
-def test_authenticate_maps_every_failure_to_status_and_code():
-    store = BoundedNonceStore()
+def test_authenticate_accepts_a_fresh_signed_request():
+    assert _auth(_sign(), BoundedNonceStore()) == BOB.ss58_address
+
+
+def _replayed(store: BoundedNonceStore) -> dict[str, str]:
     headers = _sign()
-    assert _auth(headers, store) == BOB.ss58_address
-    cases = [
-        ({}, 401, "unauthorized"),
-        ({**_sign(), http_auth.HEADER_NONCE: "x"}, 400, "malformed_request"),
-        (_sign(receiver=CHARLIE.ss58_address), 401, "wrong_receiver"),
-        (_sign(nonce_ns=time.time_ns() - 30 * 10**9), 401, "stale_request"),
-        (_sign(path="/other"), 401, "unauthorized"),
-        (headers, 401, "replayed_request"),
-    ]
-    for bad, status, code in cases:
-        with pytest.raises(HubHTTPError) as info:
-            _auth(bad, store)
-        assert (info.value.status, info.value.code) == (status, code), bad
-        assert info.value.detail
+    _auth(headers, store)  # accepted once
+    return headers
+
+
+@pytest.mark.parametrize(("make_headers", "status", "code", "detail"), [
+    pytest.param(lambda store: {}, 401, "unauthorized", "missing btauth/1 headers",
+                 id="unsigned"),
+    pytest.param(lambda store: {**_sign(), http_auth.HEADER_NONCE: "x"}, 400,
+                 "malformed_request", "Nonce is not a decimal integer", id="bad-nonce"),
+    pytest.param(lambda store: _sign(receiver=CHARLIE.ss58_address), 401, "wrong_receiver",
+                 "signed for a different receiving hotkey", id="other-receiver"),
+    pytest.param(lambda store: _sign(nonce_ns=time.time_ns() - 30 * 10**9), 401,
+                 "stale_request", "older than the 10s freshness window", id="stale"),
+    pytest.param(lambda store: _sign(path="/other"), 401, "unauthorized",
+                 "signature does not verify", id="other-path"),
+    pytest.param(_replayed, 401, "replayed_request", "nonce was already accepted",
+                 id="replayed"),
+])
+def test_authenticate_maps_each_failure_to_status_and_code(make_headers, status, code, detail):
+    store = BoundedNonceStore()
+    headers = make_headers(store)
+    with pytest.raises(HubHTTPError, match=f"^{status} {code}: .*{detail}") as info:
+        _auth(headers, store)
+    assert (info.value.status, info.value.code) == (status, code)
+
+
+def test_authenticate_asks_to_retry_when_the_nonce_store_is_full():
     full = BoundedNonceStore(max_entries=100)
     for nonce in range(100):
         full.check_and_store("someone", nonce)
-    with pytest.raises(HubHTTPError) as info:
+    with pytest.raises(HubHTTPError, match=r"^429 .*try again shortly") as info:
         _auth(_sign(), full)
-    assert info.value.status == 429 and info.value.retry_after
+    assert info.value.status == 429
+    assert info.value.retry_after
 
 
 # -- registries ------------------------------------------------------------------------------
