@@ -9,6 +9,7 @@ import socket
 import sys
 
 import aiohttp
+import pytest
 from bittensor import http_auth
 from typer.testing import CliRunner
 
@@ -79,13 +80,22 @@ def test_exactly_one_registry_must_be_chosen():
     assert two.exit_code == 2 and "--open, --allow/--allowlist" in two.output
 
 
-def test_bad_feed_file_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize(("content", "reason"), [
+    pytest.param("{not json", "invalid JSON at line 1 column 2", id="not-json"),
+    pytest.param('[{"game_id": "g"}]', "game #0 (game_id 'g'): field 'team_a': Field required",
+                 id="missing-field"),
+    pytest.param(None, "not found", id="missing-file"),
+])
+def test_bad_feed_file_is_a_clear_error(tmp_path, content, reason):
     bad = tmp_path / "games.json"
-    bad.write_text("{not json")
+    if content is not None:
+        bad.write_text(content)
     result = CliRunner().invoke(app, ["serve", "--validator-uri", "//Alice", "--open",
                                       "--feed", str(bad)])
-    assert result.exit_code == 2
-    assert "games.json" in result.output
+    assert result.exit_code == 2, result.output
+    # One line names the file and says what is wrong with it.
+    assert f"error: games file '{bad}': " in result.output
+    assert reason in result.output
 
 
 def test_help_explains_the_flags():
