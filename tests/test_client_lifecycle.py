@@ -20,7 +20,14 @@ from sdk.errors import (
 from sdk.models import Prediction
 from server_stub import AllowListRegistry, GameSimulator, HubClock
 
-from .kit.clientkit import FAST_CLIENT, StateLog, UpdateLog, assert_verified_receipt, hub_rows_by_id
+from .kit.clientkit import (
+    FAST_CLIENT,
+    StateLog,
+    UpdateLog,
+    assert_verified_receipt,
+    heartbeats_reach,
+    hub_rows_by_id,
+)
 from .kit.games import future_game
 from .kit.keys import VALIDATOR, miner_key
 from .kit.waiting import eventually
@@ -114,9 +121,12 @@ async def test_403_raises_not_registered_at_once_without_retrying(start_hub, fau
     assert raised.value.status == 403 and not raised.value.retryable
     assert "not registered" in str(raised.value) and BOB.ss58_address in str(raised.value)
     assert conn.state is S.CLOSED and conn.error is raised.value
-    # no retry loop: with a 10 ms backoff a loop would have made dozens of attempts
-    await asyncio.sleep(0.3)
-    assert len(proxy.upgrade_requests) == 1
+    # No retry loop: while a registered miner connects and heartbeats through the same
+    # proxy (0.3 s), a 10 ms backoff loop would have made dozens of attempts.
+    async with miner(proxy, CHARLIE, heartbeat_interval_s=0.1):
+        await heartbeats_reach(running, 3)
+    attempts = len(proxy.upgrade_requests)  # Bob's one attempt, then Charlie's
+    assert attempts == 2, f"the refused connection tried again ({attempts} upgrades)"
     assert running.hub.stats.handshake_refusals[403] == 1
     assert states.states == [S.CONNECTING, S.CLOSED]
     assert isinstance(states.error, NotRegisteredError)  # state_changes() ends with it
@@ -143,7 +153,7 @@ async def test_4001_replaced_stops_the_old_connection_for_good(start_hub, fault_
     await first.start()
     await first.wait_ready(10.0)
 
-    second = miner(proxy)  # the same hotkey, e.g. a second miner process
+    second = miner(proxy, heartbeat_interval_s=0.1)  # the same hotkey, a second process
     async with second:
         await first_states.wait_for(S.CLOSED, timeout=5.0)
         assert isinstance(first.error, ReplacedError)
@@ -152,9 +162,11 @@ async def test_4001_replaced_stops_the_old_connection_for_good(start_hub, fault_
         assert isinstance(first_updates.error, ReplacedError)
         with pytest.raises(ReplacedError):
             await first.submit(Prediction.for_game(future_game("g1"), 0, 1.0))
-        # no reconnect fight: the old one stays down, the new one stays up
-        await asyncio.sleep(0.5)
-        assert running.hub.stats.connections_total == 2
+        # No reconnect fight: the new one heartbeats for 0.3 s, many times the backoff
+        # the old one would wait before coming back, and the old one stays down.
+        await heartbeats_reach(running, 3)
+        sessions = running.hub.stats.connections_total
+        assert sessions == 2, f"the replaced connection came back ({sessions} sessions)"
         assert second.state is S.OPEN and first.state is S.CLOSED
         assert first_states.states.count(S.OPEN) == 1
         receipt = await asyncio.wait_for(
@@ -175,8 +187,11 @@ async def test_4003_deregistered_stops_the_connection(start_hub, fault_proxy, mi
     await running.hub.on_deregistered({BOB.ss58_address})  # what a metagraph refresh does
     await states.wait_for(S.CLOSED, timeout=5.0)
     assert isinstance(conn.error, DeregisteredError) and conn.error.close_code == 4003
-    await asyncio.sleep(0.3)
-    assert running.hub.stats.connections_total == 1  # it did not come back
+    # Another miner heartbeats for 0.3 s, many times Bob's backoff: Bob did not come back.
+    async with miner(proxy, CHARLIE, heartbeat_interval_s=0.1):
+        await heartbeats_reach(running, 3)
+    sessions = running.hub.stats.connections_total  # Bob's first session, then Charlie's
+    assert sessions == 2, f"the deregistered connection came back ({sessions} sessions)"
     await states.stop()
 
 
@@ -317,7 +332,6 @@ async def test_notebook_style_top_level_await_without_a_context_manager(start_hu
     assert receipt.status == "accepted"
     assert_verified_receipt(receipt, BOB.ss58_address)
     assert conn.state is S.CLOSED
-    await asyncio.sleep(0)
     leftovers = [t for t in asyncio.all_tasks() if not t.done()
                  and t.get_coro().__qualname__.startswith("ValidatorConnection.")]
     assert leftovers == []

@@ -18,7 +18,9 @@ from sdk.errors import BettensorWSError
 from sdk.frames import Confirmation, GameUpdate
 from sdk.signing import verify_receipt
 
+from .hubkit import RunningHub
 from .keys import VALIDATOR
+from .waiting import eventually
 
 FAST_CLIENT: dict[str, Any] = dict(
     outbox=":memory:", backoff_base=0.02, backoff_cap=0.25, handshake_timeout=2.0,
@@ -140,3 +142,12 @@ def assert_verified_receipt(confirmation: Confirmation, miner_hotkey: str) -> No
     assert verify_receipt(data, VALIDATOR.ss58_address), data
     assert confirmation.miner_hotkey == miner_hotkey
     assert confirmation.status in ("accepted", "duplicate"), data
+
+
+async def heartbeats_reach(running: RunningHub, count: int, timeout: float = 5.0) -> None:
+    """Await ``count`` more miner heartbeats at the hub (bounded): the positive signal that
+    a live link saw time pass, before a test asserts that something did *not* happen in
+    that time (a retry, a reconnect)."""
+    seen = running.hub.stats.messages_in["heartbeat"]
+    await eventually(lambda: running.hub.stats.messages_in["heartbeat"] >= seen + count,
+                     timeout)
