@@ -15,6 +15,7 @@ from server_stub import AllowListRegistry
 
 from .kit.games import future_game
 from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import within
 from .kit.wire import prediction_data, receive_close, receive_type, send_frame, welcome_and_snapshot
 
 BOB = miner_key("Bob")
@@ -129,10 +130,10 @@ async def test_get_games_snapshot_then_updates_after_since(start_hub):
     await running.post_games([future_game("g2")])
     await running.post_games([future_game("n2", sport="basketball", league="NBA")])
     await running.post_games([future_game("g3")])
-    path = f"/games?epoch={epoch}&since=1&sports=soccer&timeout=1"
-    started = time.monotonic()
-    status, data, _ = await running.request("GET", path, key=BOB)
-    assert time.monotonic() - started < 0.9  # answered at once: there was news
+    # There is news: answered at once, long before the poll's 30 s timeout.
+    path = f"/games?epoch={epoch}&since=1&sports=soccer&timeout=30"
+    status, data, _ = await within(running.request("GET", path, key=BOB, timeout=20.0), 10.0,
+                                   "a poll with news waiting was not answered at once")
     assert status == 200
     assert [(u["seq"], u["prev_seq"]) for u in data["updates"]] == [(2, 1), (4, 2)]
     assert [[g["game_id"] for g in u["games"]] for u in data["updates"]] == [["g2"], ["g3"]]
@@ -144,24 +145,26 @@ async def test_get_games_snapshot_then_updates_after_since(start_hub):
     assert len(data["updates"][0]["games"]) == 5
 
 
+async def poll_in_flight(running, path: str) -> asyncio.Task:
+    """Start a long-poll and return once the hub has answered a request sent after it
+    (a health check): one event loop runs client and hub, so by then the poll has
+    reached the hub, and news posted now arrives while it waits."""
+    poll = asyncio.create_task(running.request("GET", path, key=BOB, timeout=20.0))
+    await running.health()
+    return poll
+
+
 async def test_long_poll_waits_and_returns_when_a_post_arrives(start_hub):
     running = await start_hub()
     answer = await running.post_games([future_game("g1")])
-    path = f"/games?epoch={answer['epoch']}&since={answer['seq']}&timeout=1"
-
-    async def post_later() -> None:
-        await asyncio.sleep(0.3)
-        await running.post_games([future_game("g2")])
-
-    poster = asyncio.create_task(post_later())
-    started = time.monotonic()
-    status, data, _ = await running.request("GET", path, key=BOB)
-    elapsed = time.monotonic() - started
-    await asyncio.wait_for(poster, 5)
+    path = f"/games?epoch={answer['epoch']}&since={answer['seq']}&timeout=30"
+    poll = await poll_in_flight(running, path)
+    assert not poll.done(), f"a poll with no news was answered at once: {poll.result()}"
+    await running.post_games([future_game("g2")])
+    status, data, _ = await within(poll, 10.0, "the waiting poll did not return the news")
     assert status == 200
-    assert 0.25 <= elapsed < 0.95, elapsed
     assert [(u["seq"], [g["game_id"] for g in u["games"]]) for u in data["updates"]] == [
-        (2, ["g2"])]
+        (2, ["g2"])], "the poll did not wait for the news posted while it was in flight"
 
 
 async def test_long_poll_is_bounded_by_its_timeout(start_hub):
@@ -169,24 +172,18 @@ async def test_long_poll_is_bounded_by_its_timeout(start_hub):
     answer = await running.post_games([future_game("g1")])
     path = f"/games?epoch={answer['epoch']}&since={answer['seq']}&timeout=1"
     started = time.monotonic()
-    status, data, _ = await running.request("GET", path, key=BOB)
-    elapsed = time.monotonic() - started
+    status, data, _ = await within(running.request("GET", path, key=BOB, timeout=20.0), 10.0,
+                                   "a 1 s poll without news did not end")
+    assert time.monotonic() - started >= 0.9  # it did wait for news
     assert status == 200 and data["updates"] == [] and data["seq"] == 1
-    assert 0.9 <= elapsed < 3.0, elapsed
     # An update of other games is no news for a filtered poll: it keeps waiting.
     path = f"/games?epoch={answer['epoch']}&since=1&timeout=1&sports=basketball"
-
-    async def post_soccer() -> None:
-        await asyncio.sleep(0.2)
-        await running.post_games([future_game("g2")])
-
-    poster = asyncio.create_task(post_soccer())
     started = time.monotonic()
-    status, data, _ = await running.request("GET", path, key=BOB)
-    elapsed = time.monotonic() - started
-    await asyncio.wait_for(poster, 5)
+    poll = await poll_in_flight(running, path)
+    await running.post_games([future_game("g2")])
+    status, data, _ = await within(poll, 10.0, "a 1 s filtered poll did not end")
+    assert time.monotonic() - started >= 0.9, "soccer news ended a basketball poll"
     assert status == 200 and data["updates"] == [] and data["seq"] == 2
-    assert 0.9 <= elapsed < 3.0, elapsed
     for bad in ("timeout=abc", "timeout=-1", "timeout=61", "since=x"):
         status, data, _ = await running.request("GET", f"/games?{bad}", key=BOB)
         assert status == 400 and data["error"] == "malformed_request", bad
