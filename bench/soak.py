@@ -628,7 +628,8 @@ class _Soak:
         result.table_mismatches = {i: why.get(i, "not compared") for i in left}
 
     async def _hub_snapshot(self) -> tuple[str, int, dict[str, dict[str, Any]]]:
-        assert self.hub is not None and self.session is not None
+        assert self.hub is not None
+        assert self.session is not None
         path = "/games?timeout=0"
         async with self.session.get(common.url(self.hub.port, path),
                                     headers=common.auth_headers(self.keys[0], "GET", path),
@@ -650,7 +651,8 @@ class _Soak:
         confirmed: dict[tuple[str, str], dict[str, Any]] = {}
         rejected: Counter[str] = Counter()
         for index, conn in enumerate(self.conns):
-            assert conn.outbox is not None and conn.miner_hotkey is not None
+            assert conn.outbox is not None
+            assert conn.miner_hotkey is not None
             for entry in await conn.outbox.entries(self.validator):
                 result.predictions_made += 1
                 if entry.status in CONFIRMED:

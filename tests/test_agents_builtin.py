@@ -48,7 +48,8 @@ def test_agent_name_and_description_default_from_the_class():
 
     assert MyStrategy.name == "MyStrategy"
     assert MyStrategy.description == "Bets on nothing at all."
-    assert FavoriteAgent.name == "favorite" and ValueAgent.name == "value"
+    assert FavoriteAgent.name == "favorite"
+    assert ValueAgent.name == "value"
 
     class Sub(FavoriteAgent):
         pass

@@ -56,7 +56,8 @@ async def test_half_open_link_is_detected_within_three_heartbeats(start_hub, fau
     proxy.stall()
     _, dropped_at = await states.wait_for(S.BACKOFF, after=mark, timeout=5.0)
     assert dropped_at - stalled_at <= 3 * interval + 0.3
-    assert proxy.cuts == 0 and proxy.links >= 1  # nothing was closed: it went silent
+    assert proxy.cuts == 0
+    assert proxy.links >= 1
     assert conn.reconnects == 1
 
     proxy.resume()
@@ -104,7 +105,8 @@ async def test_client_heartbeats_at_least_as_often_as_the_hub_asks(start_hub, fa
     sent = running.hub.stats.messages_in["heartbeat"]
     await eventually(lambda: running.hub.stats.messages_in["heartbeat"] >= sent + 5, 3.0)
     assert running.hub.stats.closes[1008] == 0
-    assert conn.reconnects == 0 and conn.state is S.OPEN
+    assert conn.reconnects == 0
+    assert conn.state is S.OPEN
 
 
 async def test_403_raises_not_registered_at_once_without_retrying(start_hub, fault_proxy,
@@ -118,9 +120,12 @@ async def test_403_raises_not_registered_at_once_without_retrying(start_hub, fau
     with pytest.raises(NotRegisteredError) as raised:
         await conn.wait_ready(5.0)
     assert time.monotonic() - started < 1.0
-    assert raised.value.status == 403 and not raised.value.retryable
-    assert "not registered" in str(raised.value) and BOB.ss58_address in str(raised.value)
-    assert conn.state is S.CLOSED and conn.error is raised.value
+    assert raised.value.status == 403
+    assert not raised.value.retryable
+    assert "not registered" in str(raised.value)
+    assert BOB.ss58_address in str(raised.value)
+    assert conn.state is S.CLOSED
+    assert conn.error is raised.value
     # No retry loop: while a registered miner connects and heartbeats through the same
     # proxy (0.3 s), a 10 ms backoff loop would have made dozens of attempts.
     async with miner(proxy, CHARLIE, heartbeat_interval_s=0.1):
@@ -157,7 +162,8 @@ async def test_4001_replaced_stops_the_old_connection_for_good(start_hub, fault_
     async with second:
         await first_states.wait_for(S.CLOSED, timeout=5.0)
         assert isinstance(first.error, ReplacedError)
-        assert first.error.close_code == 4001 and not first.error.retryable
+        assert first.error.close_code == 4001
+        assert not first.error.retryable
         assert isinstance(first_states.error, ReplacedError)
         assert isinstance(first_updates.error, ReplacedError)
         with pytest.raises(ReplacedError):
@@ -167,7 +173,8 @@ async def test_4001_replaced_stops_the_old_connection_for_good(start_hub, fault_
         await heartbeats_reach(running, 3)
         sessions = running.hub.stats.connections_total
         assert sessions == 2, f"the replaced connection came back ({sessions} sessions)"
-        assert second.state is S.OPEN and first.state is S.CLOSED
+        assert second.state is S.OPEN
+        assert first.state is S.CLOSED
         assert first_states.states.count(S.OPEN) == 1
         receipt = await asyncio.wait_for(
             second.submit(Prediction.for_game(future_game("g1"), 0, 1.0)), 5.0)
@@ -186,7 +193,8 @@ async def test_4003_deregistered_stops_the_connection(start_hub, fault_proxy, mi
     await conn.wait_ready(10.0)
     await running.hub.on_deregistered({BOB.ss58_address})  # what a metagraph refresh does
     await states.wait_for(S.CLOSED, timeout=5.0)
-    assert isinstance(conn.error, DeregisteredError) and conn.error.close_code == 4003
+    assert isinstance(conn.error, DeregisteredError)
+    assert conn.error.close_code == 4003
     # Another miner heartbeats for 0.3 s, many times Bob's backoff: Bob did not come back.
     async with miner(proxy, CHARLIE, heartbeat_interval_s=0.1):
         await heartbeats_reach(running, 3)
@@ -262,7 +270,8 @@ async def test_http_fallback_and_back_with_an_uninterrupted_update_stream(start_
     seqs = [before["seq"], *(d["seq"] for d in during), after["seq"]]
     assert updates.incremental_seqs == seqs  # in order, nothing missing, nothing twice
     assert len(updates.snapshots) == 1
-    assert updates.error is None and not updates.task.done()
+    assert updates.error is None
+    assert not updates.task.done()
     assert conn.games == running.hub.stream.games
     rows = await hub_rows_by_id(running.store_path)
     assert list(rows) == [receipt.prediction_id]
@@ -299,7 +308,8 @@ async def test_clock_offset_matches_a_skewed_hub_clock(start_hub, fault_proxy, m
     assert abs(conn.clock_offset - skew_s) < 0.05
     hub_now = running.hub.clock.now()
     assert abs((conn.server_now() - hub_now).total_seconds()) < 0.05
-    assert conn.rtt is not None and 0 <= conn.rtt < 0.5
+    assert conn.rtt is not None
+    assert 0 <= conn.rtt < 0.5
 
 
 async def test_notebook_style_top_level_await_without_a_context_manager(start_hub,
@@ -316,7 +326,8 @@ async def test_notebook_style_top_level_await_without_a_context_manager(start_hu
                                **{**FAST_CLIENT, "ready_timeout": None})
     await conn.start()
     await conn.wait_ready(10.0)
-    assert "notebook-1" in conn.games and len(conn.games) >= 7
+    assert "notebook-1" in conn.games
+    assert len(conn.games) >= 7
     seen = []
     async for update in conn.game_updates():
         seen.append(update)
@@ -328,7 +339,8 @@ async def test_notebook_style_top_level_await_without_a_context_manager(start_hu
     await conn.close()
     # ---------------------------------------------------------------------
 
-    assert [u.seq for u in seen] == sorted(u.seq for u in seen) and len(seen) == 3
+    assert [u.seq for u in seen] == sorted(u.seq for u in seen)
+    assert len(seen) == 3
     assert receipt.status == "accepted"
     assert_verified_receipt(receipt, BOB.ss58_address)
     assert conn.state is S.CLOSED

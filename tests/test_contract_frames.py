@@ -162,7 +162,7 @@ def test_encode_frame_data_wraps_serialised_data():
 
 
 def test_frames_are_frozen():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Instance is frozen"):
         SAMPLE_FRAMES[7].time_ns = 11  # type: ignore[misc]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -151,17 +152,32 @@ def parse_or_protocol_error(text: str | bytes, *,
     well-formed and echoable, or that the frame is of the announced type."""
     try:
         frame = parse_frame(text, allowed=allowed)
-    except ProtocolError as error:
-        assert error.code in FRAME_CODES | PREDICTION_CODES, error.code
-        assert isinstance(error.message, str) and error.message
-        assert error.ref is None or isinstance(error.ref, str)
-        # The hub can always echo the error back to the miner.
-        echoed = ErrorFrame(code=str(error.code), message=error.message, ref=error.ref)
-        assert parse_frame(encode_frame(echoed)) == echoed
-        return error
-    assert isinstance(frame, Frame)
-    assert allowed is None or frame.TYPE in allowed
-    return frame
+    except ProtocolError as caught:
+        error = caught
+    else:
+        assert isinstance(frame, Frame)
+        assert allowed is None or frame.TYPE in allowed
+        return frame
+    assert error.code in FRAME_CODES | PREDICTION_CODES, error.code
+    assert isinstance(error.message, str)
+    assert error.message
+    assert error.ref is None or isinstance(error.ref, str)
+    # The hub can always echo the error back to the miner.
+    echoed = ErrorFrame(code=str(error.code), message=error.message, ref=error.ref)
+    assert parse_frame(encode_frame(echoed)) == echoed
+    return error
+
+
+def expected_ref(raw_id: Any) -> str:
+    """The ``ref`` of a refused prediction (PROTOCOL.md): its id in the normalized UUID
+    form, or as sent (cut to 64 characters) when it is not a UUID, or "prediction"
+    when it has no string id."""
+    if not isinstance(raw_id, str):
+        return "prediction"
+    try:
+        return str(uuid.UUID(raw_id))
+    except ValueError:
+        return raw_id[:64]
 
 
 def same_json(a: Any, b: Any) -> bool:
@@ -241,7 +257,7 @@ def test_valid_envelopes_with_random_data(frame_type, data_strategy):
             assert result.code in PREDICTION_CODES
             raw = data.get("prediction")
             raw_id = raw.get("prediction_id") if isinstance(raw, dict) else None
-            assert result.ref == (raw_id[:64] if isinstance(raw_id, str) else "prediction")
+            assert result.ref == expected_ref(raw_id)
         else:
             assert result.code == ErrorCode.MALFORMED_FRAME
             assert result.ref == frame_type
@@ -265,8 +281,7 @@ def test_predictions_with_random_fields(prediction, signature):
                                      allowed=TO_HUB_TYPES)
     if isinstance(result, ProtocolError):
         assert result.code in PREDICTION_CODES
-        raw_id = prediction.get("prediction_id")
-        assert result.ref == (raw_id[:64] if isinstance(raw_id, str) else "prediction")
+        assert result.ref == expected_ref(prediction.get("prediction_id"))
     else:
         assert isinstance(result, PredictionFrame)
         assert same_json(result.raw_prediction, prediction)

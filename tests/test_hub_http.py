@@ -68,14 +68,17 @@ async def test_post_prediction_rejections_and_bad_bodies(start_hub):
     wire = Prediction.for_game(game, 0, 20.0).wire()
     status, data, _ = await running.request(
         "POST", "/predictions", key=BOB, body=body_of(BOB, {**wire, "game_id": "nope"}))
-    assert status == 200 and (data["status"], data["code"]) == ("rejected", "unknown_game")
+    assert status == 200
+    assert (data["status"], data["code"]) == ("rejected", "unknown_game")
     assert verify_receipt(data, VALIDATOR.ss58_address)
     status, data, _ = await running.request(
         "POST", "/predictions", key=BOB, body=body_of(CHARLIE, wire))
-    assert status == 200 and (data["status"], data["code"]) == ("rejected", "bad_signature")
+    assert status == 200
+    assert (data["status"], data["code"]) == ("rejected", "bad_signature")
     status, data, _ = await running.request(
         "POST", "/predictions", key=BOB, body=body_of(None, {**wire, "wager": "x"}))
-    assert status == 200 and (data["status"], data["code"]) == ("rejected", "invalid_wager")
+    assert status == 200
+    assert (data["status"], data["code"]) == ("rejected", "invalid_wager")
     for bad in (b"not json", b"[]", b'{"prediction": 5}', b'{"signature": "0x00"}'):
         status, data, _ = await running.request("POST", "/predictions", key=BOB, body=bad)
         assert status == 400, (bad, data)
@@ -91,9 +94,11 @@ async def test_http_endpoints_require_auth(start_hub):
     running = await start_hub(registry=AllowListRegistry([BOB.ss58_address]))
     body = body_of(BOB, Prediction.for_game(game, 0, 1.0))
     status, data, _ = await running.request("POST", "/predictions", body=body)
-    assert status == 401 and data["error"] == "unauthorized"
+    assert status == 401
+    assert data["error"] == "unauthorized"
     status, data, _ = await running.request("GET", "/games")
-    assert status == 401 and data["error"] == "unauthorized"
+    assert status == 401
+    assert data["error"] == "unauthorized"
     # Signed over another body: the hash does not match.
     headers = running.signed(BOB, "POST", "/predictions", b"{}")
     status, data, _ = await running.request("POST", "/predictions", body=body,
@@ -101,15 +106,18 @@ async def test_http_endpoints_require_auth(start_hub):
     assert status == 401
     # Registered checks apply as on the WebSocket.
     status, data, _ = await running.request("POST", "/predictions", key=CHARLIE, body=body)
-    assert status == 403 and data["error"] == "not_registered"
+    assert status == 403
+    assert data["error"] == "not_registered"
     status, data, _ = await running.request("GET", "/games", key=CHARLIE)
-    assert status == 403 and data["error"] == "not_registered"
+    assert status == 403
+    assert data["error"] == "not_registered"
     # Replay of a request's headers is refused.
     headers = running.signed(BOB, "GET", "/games")
     status, _, _ = await running.request("GET", "/games", headers=headers)
     assert status == 200
     status, data, _ = await running.request("GET", "/games", headers=headers)
-    assert status == 401 and data["error"] == "replayed_request"
+    assert status == 401
+    assert data["error"] == "replayed_request"
 
 
 # -- GET /games long-poll ---------------------------------------------------------------
@@ -121,7 +129,8 @@ async def test_get_games_snapshot_then_updates_after_since(start_hub):
                                                              league="NBA")])
     status, data, _ = await running.request("GET", "/games?sports=soccer", key=BOB)
     assert status == 200
-    assert data["epoch"] == running.hub.stream.epoch and data["seq"] == 1
+    assert data["epoch"] == running.hub.stream.epoch
+    assert data["seq"] == 1
     assert abs(data["server_time_ns"] - time.time_ns()) < 5 * 10**9
     [snapshot] = data["updates"]
     assert snapshot["snapshot"] is True
@@ -175,7 +184,9 @@ async def test_long_poll_is_bounded_by_its_timeout(start_hub):
     status, data, _ = await within(running.request("GET", path, key=BOB, timeout=20.0), 10.0,
                                    "a 1 s poll without news did not end")
     assert time.monotonic() - started >= 0.9  # it did wait for news
-    assert status == 200 and data["updates"] == [] and data["seq"] == 1
+    assert status == 200
+    assert data["updates"] == []
+    assert data["seq"] == 1
     # An update of other games is no news for a filtered poll: it keeps waiting.
     path = f"/games?epoch={answer['epoch']}&since=1&timeout=1&sports=basketball"
     started = time.monotonic()
@@ -183,10 +194,13 @@ async def test_long_poll_is_bounded_by_its_timeout(start_hub):
     await running.post_games([future_game("g2")])
     status, data, _ = await within(poll, 10.0, "a 1 s filtered poll did not end")
     assert time.monotonic() - started >= 0.9, "soccer news ended a basketball poll"
-    assert status == 200 and data["updates"] == [] and data["seq"] == 2
+    assert status == 200
+    assert data["updates"] == []
+    assert data["seq"] == 2
     for bad in ("timeout=abc", "timeout=-1", "timeout=61", "since=x"):
         status, data, _ = await running.request("GET", f"/games?{bad}", key=BOB)
-        assert status == 400 and data["error"] == "malformed_request", bad
+        assert status == 400, bad
+        assert data["error"] == "malformed_request", bad
 
 
 # -- health and metrics --------------------------------------------------------------------
@@ -201,7 +215,8 @@ async def test_health_reports_connections_share_and_counters(start_hub):
     assert health["status"] == "ok"
     assert health["validator_hotkey"] == VALIDATOR.ss58_address
     assert (health["connections"], health["active_connections"]) == (0, 0)
-    assert health["registered_miners"] == 4 and health["connected_share"] == 0
+    assert health["registered_miners"] == 4
+    assert health["connected_share"] == 0
     assert health["uptime_s"] >= 0
     ws = await running.connect(BOB)
     await welcome_and_snapshot(ws)
@@ -233,7 +248,8 @@ async def test_health_reports_connections_share_and_counters(start_hub):
 async def test_health_without_a_bounded_registry(start_hub):
     running = await start_hub()
     health = await running.health()
-    assert health["registered_miners"] is None and health["connected_share"] is None
+    assert health["registered_miners"] is None
+    assert health["connected_share"] is None
     assert set(health) >= {"status", "connections", "active_connections", "registered_miners",
                            "connected_share", "uptime_s", "messages_in", "messages_out",
                            "errors"}

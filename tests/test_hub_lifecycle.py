@@ -50,7 +50,8 @@ async def test_graceful_shutdown_sends_1001_to_every_miner(start_hub):
     await asyncio.wait_for(closing, 10)
     assert codes == [1001, 1001]
     assert time.monotonic() - started < 5
-    assert running.hub.shutting_down and running.hub.sessions == {}
+    assert running.hub.shutting_down
+    assert running.hub.sessions == {}
     assert running.hub.stats.closes[1001] == 2
 
 

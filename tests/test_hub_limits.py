@@ -101,7 +101,8 @@ async def test_binary_frame_gets_error_and_connection_lives(start_hub):
     await welcome_and_snapshot(ws)
     await ws.send_bytes(b'{"type":"heartbeat","data":{"time_ns":1}}')
     frame = await receive_json(ws)
-    assert frame["type"] == "error" and frame["data"]["code"] == "malformed_frame"
+    assert frame["type"] == "error"
+    assert frame["data"]["code"] == "malformed_frame"
     assert "binary" in frame["data"]["message"]
     await assert_alive(ws)
 

@@ -80,7 +80,8 @@ async def test_accepted_prediction_is_stored_once_with_a_verifiable_receipt(star
     running, ws = await miner_with_games(start_hub, game)
     prediction = Prediction.for_game(game, 0, 25.0, confidence_score=0.7, model_name="t")
     data = await submit(ws, BOB, prediction)
-    assert data["status"] == "accepted" and data["code"] == "ok"
+    assert data["status"] == "accepted"
+    assert data["code"] == "ok"
     assert_receipt(data)
     stored = rows(running.store_path, prediction.prediction_id)
     assert len(stored) == 1
@@ -95,7 +96,8 @@ async def test_duplicate_carries_the_original_receipt_time(start_hub):
     first = await submit(ws, BOB, prediction)
     assert first["status"] == "accepted"
     second = await submit(ws, BOB, prediction)
-    assert second["status"] == "duplicate" and second["code"] == "ok"
+    assert second["status"] == "duplicate"
+    assert second["code"] == "ok"
     assert second["received_at_ns"] == first["received_at_ns"]
     assert_receipt(second)
     assert len(rows(running.store_path, prediction.prediction_id)) == 1

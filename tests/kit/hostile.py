@@ -385,7 +385,8 @@ class Bystander:
         welcome = await receive_json(self.ws)
         assert welcome["type"] == "welcome", welcome
         snapshot = await receive_json(self.ws)
-        assert snapshot["type"] == "game_update" and snapshot["data"]["snapshot"]
+        assert snapshot["type"] == "game_update"
+        assert snapshot["data"]["snapshot"]
         self.first_seq = snapshot["data"]["seq"]
         self._tasks = [asyncio.create_task(self._read(), name="bystander-read"),
                        asyncio.create_task(self._drive(), name="bystander-drive")]
