@@ -13,7 +13,7 @@ then a new process on the SAME port and store.
 
 Miners: N ``ValidatorConnection`` + ``AgentRunner`` running ``ValueAgent`` (each its
 own outbox file in the temp dir), spread over several ``FaultProxy`` instances (the
-client tests' proxy, tests/faultproxy.py). A chaos loop injects random faults on the
+client tests' proxy, tests/kit/faultproxy.py). A chaos loop injects random faults on the
 proxies: cuts, stalls of a few heartbeat intervals, added per-chunk delays.
 
 At the end the chaos stops, the proxies are released, the runners stop predicting,
@@ -62,7 +62,7 @@ from sdk.options import ConnectionOptions
 
 # The fault-injecting TCP proxy of the client tests, imported from there (not copied):
 # cut / stall / resume / delay / retarget on every link it forwards.
-from tests.faultproxy import FaultProxy
+from tests.kit.faultproxy import FaultProxy
 
 MIB = 1024
 RSS_GROWTH = 0.25
@@ -631,7 +631,8 @@ class _Soak:
         result.table_mismatches = {i: why.get(i, "not compared") for i in left}
 
     async def _hub_snapshot(self) -> tuple[str, int, dict[str, dict[str, Any]]]:
-        assert self.hub is not None and self.session is not None
+        assert self.hub is not None
+        assert self.session is not None
         path = "/games?timeout=0"
         async with self.session.get(common.url(self.hub.port, path),
                                     headers=common.auth_headers(self.keys[0], "GET", path),
@@ -653,7 +654,8 @@ class _Soak:
         confirmed: dict[tuple[str, str], dict[str, Any]] = {}
         rejected: Counter[str] = Counter()
         for index, conn in enumerate(self.conns):
-            assert conn.outbox is not None and conn.miner_hotkey is not None
+            assert conn.outbox is not None
+            assert conn.miner_hotkey is not None
             for entry in await conn.outbox.entries(self.validator):
                 result.predictions_made += 1
                 if entry.status in CONFIRMED:

@@ -29,7 +29,7 @@ def test_over_budget_scales_down_to_cents_or_drops():
     assert fit_wager(10.0, -3.0) is None
     assert fit_wager(10.0, 5.0, policy="drop") is None
     assert fit_wager(10.0, 5.0, min_wager=6.0) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="policy must be 'scale' or 'drop', not 'borrow'"):
         fit_wager(10.0, 5.0, policy="borrow")  # type: ignore[arg-type]
 
 

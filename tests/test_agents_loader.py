@@ -60,14 +60,16 @@ def agent_module(tmp_path, monkeypatch):
         monkeypatch.delitem(sys.modules, name, raising=False)
         return name
 
-    yield make
+    return make
 
 
 def test_builtins_by_name_with_options():
     agent = load_agent("favorite", stake=3.0)
-    assert isinstance(agent, FavoriteAgent) and agent.stake == 3.0
+    assert isinstance(agent, FavoriteAgent)
+    assert agent.stake == 3.0
     value = load_agent(" value ", kelly=0.5, max_stake=20.0)
-    assert isinstance(value, ValueAgent) and (value.kelly, value.max_stake) == (0.5, 20.0)
+    assert isinstance(value, ValueAgent)
+    assert (value.kelly, value.max_stake) == (0.5, 20.0)
     assert load_agent_class("value") is ValueAgent
     assert isinstance(load_agent(FavoriteAgent), FavoriteAgent)
     instance = FavoriteAgent()
@@ -84,7 +86,8 @@ def test_available_agents_lists_the_builtins_with_descriptions():
 def test_module_class_path(agent_module):
     name = agent_module("mod_agents_path")
     agent = load_agent(f"{name}:ShoutyAgent", stake=2.0)
-    assert type(agent).__name__ == "ShoutyAgent" and agent.stake == 2.0
+    assert type(agent).__name__ == "ShoutyAgent"
+    assert agent.stake == 2.0
     instance = load_agent(f"{name}:INSTANCE")
     assert instance.stake == 3.0
     with pytest.raises(AgentLoadError, match="agent instance"):
@@ -92,7 +95,7 @@ def test_module_class_path(agent_module):
     assert load_agent_class(f"{name}:INSTANCE").__name__ == "ShoutyAgent"
 
 
-@pytest.mark.parametrize("spec, message", [
+@pytest.mark.parametrize(("spec", "message"), [
     ("no_such_module_xyz:Agent", "module 'no_such_module_xyz' not found"),
     ("agents.no_such_sub:Agent", "module 'agents.no_such_sub' not found"),
     ("agents.builtin:FavouriteAgent", "has no attribute 'FavouriteAgent'.*FavoriteAgent"),
@@ -149,7 +152,8 @@ def test_entry_points_of_installed_packages(tmp_path, monkeypatch, agent_module)
         notagent = {name}:NotAnAgent
         """))
     agent = load_agent("shouty", stake=4.0)
-    assert type(agent).__name__ == "ShoutyAgent" and agent.stake == 4.0
+    assert type(agent).__name__ == "ShoutyAgent"
+    assert agent.stake == 4.0
     listing = available_agents()
     assert listing["shouty"] == "Bets loudly on team_a."
     assert listing["broken"].startswith("(cannot load missing_plugin_module_q:Agent")

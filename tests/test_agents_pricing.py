@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from hypothesis import assume, given
@@ -24,12 +25,21 @@ def test_implied_probabilities_and_overround():
     assert pricing.overround([2.1, 3.4, 3.3]) > 0
 
 
-@pytest.mark.parametrize("bad", [[], [1.0, 2.0], [0.5, 3.0], [math.nan, 2.0],
-                                 [math.inf, 2.0], [-2.0, 2.0]])
-def test_invalid_odds_are_refused(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(("bad", "message"), [
+    pytest.param([], "a market needs at least one outcome", id="empty"),
+    pytest.param([1.0, 2.0], "decimal odds must be a finite number > 1, not 1.0", id="evens-1"),
+    pytest.param([0.5, 3.0], "decimal odds must be a finite number > 1, not 0.5", id="below-1"),
+    pytest.param([math.nan, 2.0], "decimal odds must be a finite number > 1, not nan",
+                 id="nan"),
+    pytest.param([math.inf, 2.0], "decimal odds must be a finite number > 1, not inf",
+                 id="inf"),
+    pytest.param([-2.0, 2.0], "decimal odds must be a finite number > 1, not -2.0",
+                 id="negative"),
+])
+def test_invalid_odds_are_refused(bad, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         pricing.implied_probabilities(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         pricing.devig(bad)
 
 
@@ -46,7 +56,8 @@ def test_devig_examples():
     # The power method takes more margin off the long shot than proportional does.
     proportional = pricing.devig([1.3, 3.5])
     power = pricing.devig([1.3, 3.5], "power")
-    assert power[0] > proportional[0] and power[1] < proportional[1]
+    assert power[0] > proportional[0]
+    assert power[1] < proportional[1]
 
 
 @given(MARKET, METHODS)
@@ -104,9 +115,9 @@ def test_tilt_sums_to_one_and_moves_mass_towards_team_a(probs, shift):
 def test_tilt_is_a_log_odds_shift_for_two_outcomes():
     tilted = pricing.tilt([0.5, 0.5], 0.4)
     assert math.log(tilted[0] / tilted[1]) == pytest.approx(0.4)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="tilt needs at least two outcomes"):
         pricing.tilt([1.0], 0.1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="shift must be finite, not nan"):
         pricing.tilt([0.5, 0.5], math.nan)
 
 
@@ -121,9 +132,9 @@ def test_kelly_examples():
     assert pricing.kelly_fraction(0.5, 2.0) == 0.0
     assert pricing.kelly_fraction(0.3, 2.0) == 0.0
     assert pricing.kelly_fraction(1.0, 3.0) == pytest.approx(1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"a probability must be within \[0, 1\], not 1.2"):
         pricing.kelly_fraction(1.2, 2.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"decimal odds must be a finite number > 1, not 1\.0"):
         pricing.kelly_fraction(0.5, 1.0)
 
 
@@ -167,8 +178,16 @@ def test_stake_edges():
     assert pricing.stake(0.6, 2.0, -5.0) == 0.0
     assert pricing.stake(0.6, 2.0, 10.0, min_stake=1.0) == 0.0  # 0.5 < min_stake
     assert pricing.stake(0.6, 2.0, 100.0, fraction=5.0) == pytest.approx(20.0)  # full Kelly
-    for bad in (dict(bankroll=math.inf), dict(fraction=-0.1), dict(max_stake=-1.0)):
-        kwargs = {"bankroll": 100.0, **bad}
-        bankroll = kwargs.pop("bankroll")
-        with pytest.raises(ValueError):
-            pricing.stake(0.6, 2.0, bankroll, **kwargs)
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    pytest.param({"bankroll": math.inf}, "bankroll must be finite, not inf", id="bankroll"),
+    pytest.param({"fraction": -0.1}, "fraction must be a finite number >= 0, not -0.1",
+                 id="fraction"),
+    pytest.param({"max_stake": -1.0}, "max_stake must be >= 0, not -1.0", id="max_stake"),
+])
+def test_stake_refuses_bad_arguments(bad, message):
+    kwargs = {"bankroll": 100.0, **bad}
+    bankroll = kwargs.pop("bankroll")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        pricing.stake(0.6, 2.0, bankroll, **kwargs)

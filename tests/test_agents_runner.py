@@ -23,7 +23,10 @@ from sdk import ConnectionOptions, ConnectionState, Prediction, ValidatorConnect
 from sdk.models import Game
 from server_stub import HubClock, HubConfig, OpenRegistry, create_app
 
-from .conftest import VALIDATOR, RunningHub, eventually, future_game, miner_key
+from .kit.games import future_game
+from .kit.hubkit import RunningHub
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
 
 BOB = miner_key("Bob")
 DAY = timedelta(days=1)
@@ -174,7 +177,8 @@ async def test_one_validator_end_to_end(start_hub):
         assert (by_game["b1"]["predicted_outcome"], by_game["b1"]["predicted_odds"]) == (1, 1.5)
         assert all(r["wager"] == 10.0 and r["model_name"] == "recorder" for r in rows)
         ctx = agent.contexts[hk][0]
-        assert ctx.bankroll_left == 1000.0 and ctx.daily_budget == 1000.0
+        assert ctx.bankroll_left == 1000.0
+        assert ctx.daily_budget == 1000.0
         assert abs((ctx.server_time - datetime.now(UTC)).total_seconds()) < 5
         assert set(ctx.games) == {"g1", "g2", "b1", "late", "done", "off"}
         with pytest.raises(TypeError):
@@ -200,9 +204,11 @@ async def test_one_validator_end_to_end(start_hub):
             "g1": 10.0, "g2": 10.0, "b1": 10.0, "g3": 10.0}
     finally:
         await stopped(runner)
-    assert agent.stopped == [hub.validator_hotkey] and agent.started == [hub.validator_hotkey]
+    assert agent.stopped == [hub.validator_hotkey]
+    assert agent.started == [hub.validator_hotkey]
     assert conn.state is ConnectionState.CLOSED  # the runner started it, so it closed it
-    assert runner.stats.submitted == 4 and runner.stats.rejected == {}
+    assert runner.stats.submitted == 4
+    assert runner.stats.rejected == {}
 
 
 async def test_sports_and_leagues_of_interest(start_hub):
@@ -350,10 +356,13 @@ async def test_agent_exceptions_never_kill_the_connection_or_the_runner(start_hu
         stats = runner.stats.validators[hub.validator_hotkey]
         # on_start, on_games raising, hanging, returning a str, one junk item
         await eventually(lambda: stats.agent_errors >= 7, timeout=5)  # + 2 on_confirmation
-        assert stats.skipped["unknown_game"] == 1 and stats.skipped["repeat"] == 1
+        assert stats.skipped["unknown_game"] == 1
+        assert stats.skipped["repeat"] == 1
         assert stats.skipped["invalid_pick"] == 1
-        assert conn.state is ConnectionState.OPEN and runner.running
-        assert "on_games exploded" in caplog.text and "troublemaker" in caplog.text
+        assert conn.state is ConnectionState.OPEN
+        assert runner.running
+        assert "on_games exploded" in caplog.text
+        assert "troublemaker" in caplog.text
         assert "did not finish within 0.5s" in caplog.text
     finally:
         await stopped(runner)
@@ -391,7 +400,8 @@ async def test_one_failing_validator_does_not_stop_the_others(start_validator):
         refused = runner.stats.validators[refusing.validator_hotkey]
         await eventually(lambda: refused.errors == 1, timeout=5)
         assert conns[0].state is ConnectionState.CLOSED
-        assert hub_rows(refusing) == [] and runner.running
+        assert hub_rows(refusing) == []
+        assert runner.running
     finally:
         await stopped(runner)
 
@@ -512,7 +522,8 @@ async def test_stop_leaves_connections_it_did_not_start_open(start_hub):
         await eventually(lambda: runner.stats.accepted == 1, timeout=10)
         await stopped(runner)
         stats = await asyncio.wait_for(task, 5)
-        assert stats is runner.stats and stats.accepted == 1
+        assert stats is runner.stats
+        assert stats.accepted == 1
         assert conn.state is ConnectionState.OPEN
         assert agent.stopped == [hub.validator_hotkey]
         # The game table was already loaded before the runner subscribed: still offered.

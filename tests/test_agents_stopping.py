@@ -14,7 +14,8 @@ async def test_work_that_ends_first_gives_its_future() -> None:
         return 42
 
     done = await until_stopped(work(), asyncio.Event())
-    assert done is not None and done.result() == 42
+    assert done is not None
+    assert done.result() == 42
 
 
 async def test_stop_cancels_the_work_and_gives_none() -> None:
@@ -44,7 +45,8 @@ async def test_timeout_gives_none_without_a_stop() -> None:
     stop = asyncio.Event()
     pending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     assert await until_stopped(pending, stop, timeout=0.01) is None
-    assert pending.cancelled() and not stop.is_set()
+    assert pending.cancelled()
+    assert not stop.is_set()
 
 
 async def test_the_work_wins_a_tie() -> None:
@@ -53,7 +55,8 @@ async def test_the_work_wins_a_tie() -> None:
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     ready.set_result("kept")
     done = await until_stopped(ready, stop)
-    assert done is not None and done.result() == "kept"
+    assert done is not None
+    assert done.result() == "kept"
 
 
 async def test_an_exception_of_the_work_is_handed_back_not_raised() -> None:

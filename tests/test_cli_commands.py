@@ -51,7 +51,8 @@ def one_line_error(result: object) -> str:
 def test_agents_lists_builtins_with_descriptions() -> None:
     result = runner.invoke(app, ["agents"])
     assert result.exit_code == 0, result.output
-    assert "favorite" in result.stdout and "value" in result.stdout
+    assert "favorite" in result.stdout
+    assert "value" in result.stdout
     assert "Flat stake on the favourite" in result.stdout
 
     result = runner.invoke(app, ["agents", "--json"])
@@ -110,23 +111,28 @@ def test_status_on_a_prepared_outbox(tmp_path: Path) -> None:
     assert str(path.name) in out.replace("\n", "")
     assert "pending 1, accepted 1, duplicate 0, rejected 2 (odds_mismatch=1, wager_limit=1)" in out
     assert f"wagered today ({today} UTC): 32.50" in out  # accepted + pending
-    assert "✓ signed" in out and "rejected: odds_mismatch" in out and "g-pend" in out
+    assert "✓ signed" in out
+    assert "rejected: odds_mismatch" in out
+    assert "g-pend" in out
 
     result = runner.invoke(app, ["status", "--outbox-dir", str(tmp_path), "--json", "--last",
                                  "2"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)["outboxes"]
     assert len(report) == 1
-    assert report[0]["pending"] == 1 and report[0]["accepted"] == 1
+    assert report[0]["pending"] == 1
+    assert report[0]["accepted"] == 1
     assert report[0]["rejected"] == {"odds_mismatch": 1, "wager_limit": 1}
     assert len(report[0]["latest"]) == 2
     verified = [e["receipt_verified"] for e in report[0]["latest"] if e["receipt"]]
-    assert verified and all(verified)
+    assert verified
+    assert all(verified)
 
 
 def test_status_empty_and_missing_dir(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--outbox-dir", str(tmp_path)])
-    assert result.exit_code == 0 and "nothing submitted yet" in result.stdout
+    assert result.exit_code == 0
+    assert "nothing submitted yet" in result.stdout
     missing = tmp_path / "nope"
     result = runner.invoke(app, ["status", "--outbox-dir", str(missing)])
     assert result.exit_code == 2
@@ -213,7 +219,8 @@ def test_help_documents_every_flag_and_the_exit_codes() -> None:
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         text = re.sub(r"\s+", " ", result.stdout)
-        assert "Exit codes: 0 ok" in text and "3 permanent refusal" in text
+        assert "Exit codes: 0 ok" in text
+        assert "3 permanent refusal" in text
         options = re.findall(r"(--[a-z][a-z.-]+)", result.stdout)
         assert options, command
     text = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).stdout
@@ -238,7 +245,8 @@ def test_submit_dev_prints_receipt_or_rejection_code() -> None:
                                  "--wager", "5", "--odds", "99", "--json", "--timeout", "15"])
     assert result.exit_code == 1, result.output
     answer = json.loads(result.stdout)
-    assert answer["status"] == "rejected" and answer["code"] == "odds_mismatch"
+    assert answer["status"] == "rejected"
+    assert answer["code"] == "odds_mismatch"
 
     result = runner.invoke(app, ["submit", "--dev", "--game-id", "no-such-game", "--outcome",
                                  "0", "--wager", "5", "--timeout", "15"])
@@ -261,12 +269,15 @@ def test_run_dev_with_duration_in_process(tmp_path: Path) -> None:
     # the outbox stayed where it was asked to be, with this run's receipts
     status = runner.invoke(app, ["status", "--outbox-dir", str(tmp_path), "--json"])
     report = json.loads(status.stdout)["outboxes"][0]
-    assert report["accepted"] == accepted and report["pending"] == 0
+    assert report["accepted"] == accepted
+    assert report["pending"] == 0
     assert datetime.now(UTC) - started < timedelta(seconds=30)
 
 
 def test_watch_dev_shows_the_games() -> None:
     result = runner.invoke(app, ["watch", "--dev", "--duration", "1", "--rows", "4"])
     assert result.exit_code == 0, result.output
-    assert "bt-miner watch" in result.stdout and "open" in result.stdout
-    assert "sim-0-0" in result.stdout and "more games not shown" in result.stdout
+    assert "bt-miner watch" in result.stdout
+    assert "open" in result.stdout
+    assert "sim-0-0" in result.stdout
+    assert "more games not shown" in result.stdout

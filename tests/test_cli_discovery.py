@@ -55,7 +55,8 @@ def test_permit_and_served_axon_only_largest_stake_first() -> None:
         ("hk-validator-v6", "ws://[2001:db8::1]:8091"),
         ("hk-validator-small", "ws://198.51.100.2:9000"),
     ]
-    assert found[0].uid == 0 and found[0].stake == pytest.approx(5000.0)
+    assert found[0].uid == 0
+    assert found[0].stake == pytest.approx(5000.0)
     hotkey, url, *_ = found[0]  # unpacks as (hotkey, url, ...)
     assert (hotkey, url) == ("hk-validator-big", "ws://203.0.113.7:8091")
 
@@ -107,7 +108,8 @@ async def test_missing_subnet_and_fetch_failure() -> None:
     with pytest.raises(CliError) as info:
         await resolve_validators(RunConfig(netuid=99, network="test", metagraph_fetch=missing),
                                  "hk-self")
-    assert info.value.code == EXIT_USAGE and "subnet 99" in info.value.message
+    assert info.value.code == EXIT_USAGE
+    assert "subnet 99" in info.value.message
 
     async def empty(netuid: int, network: str) -> Metagraph:
         return Metagraph([Neuron(0, "hk-miner", False, "1.2.3.4:1", 1.0)])
@@ -131,7 +133,8 @@ async def test_missing_subnet_and_fetch_failure() -> None:
     with pytest.raises(CliError) as info:
         await resolve_validators(RunConfig(netuid=30, metagraph_fetch=slow,
                                            discovery_timeout=0.05), "x")
-    assert info.value.code == EXIT_FAILURE and "took more than" in info.value.message
+    assert info.value.code == EXIT_FAILURE
+    assert "took more than" in info.value.message
 
 
 async def test_cli_excludes_own_hotkey() -> None:

@@ -16,7 +16,7 @@ from bittensor import Wallet
 
 from server_stub.registry import AllowListRegistry
 
-from .conftest import VALIDATOR, miner_key
+from .kit.keys import VALIDATOR, miner_key
 
 
 def bt_miner() -> list[str]:
@@ -48,8 +48,10 @@ def test_demo_runs_on_a_fresh_machine(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "summary: agent value" in done.stdout
     assert accepted_count(done.stdout) >= 1
-    assert "validator-signed receipts" in done.stdout and "✓ 0x" in done.stdout
-    assert "wagered today" in done.stdout and "per game" in done.stdout
+    assert "validator-signed receipts" in done.stdout
+    assert "✓ 0x" in done.stdout
+    assert "wagered today" in done.stdout
+    assert "per game" in done.stdout
     assert not list((tmp_path / "home").rglob("*.sqlite3"))  # nothing left in the user dirs
 
 
@@ -62,7 +64,8 @@ def test_missing_wallet_exits_2_naming_the_path(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: hotkey file not found: ")
+    assert len(lines) == 1
+    assert lines[0].startswith("error: hotkey file not found: ")
     assert str(wallets / "nope" / "hotkeys" / "default") in lines[0]
     assert done.stdout == ""
 
@@ -82,7 +85,8 @@ async def test_sigterm_stops_gracefully_with_a_summary(tmp_path: Path) -> None:
         *bt_miner(), "run", "--dev", "--agent", "favorite", "--log-level", "debug",
         "--outbox-dir", str(tmp_path / "outbox"), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(tmp_path))
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     seen: list[str] = []
     try:
         # the runner logs each receipt at debug level: wait for the first accepted one
@@ -118,7 +122,8 @@ async def test_refused_hotkey_exits_3(start_hub: Any, tmp_path: Path) -> None:
             await proc.wait()
     assert proc.returncode == 3, stderr.decode()
     last = stderr.decode().strip().splitlines()[-1]
-    assert last.startswith("error: [not_registered]") and "403" in last
+    assert last.startswith("error: [not_registered]")
+    assert "403" in last
 
 
 def test_help_and_bad_flag_via_the_console_script(tmp_path: Path) -> None:
@@ -131,5 +136,6 @@ def test_help_and_bad_flag_via_the_console_script(tmp_path: Path) -> None:
                           text=True, timeout=60, env=clean_env(tmp_path),
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: ")
     assert "--duration" in done.stderr

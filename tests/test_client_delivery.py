@@ -8,13 +8,17 @@ import asyncio
 import gc
 import random
 
+import pytest
+
 from sdk.connection import ConnectionState
 from sdk.errors import PredictionRejected
 from sdk.models import Prediction
 from sdk.signing import verify_receipt
 
-from .clientkit import StateLog, assert_verified_receipt, hub_rows_by_id
-from .conftest import VALIDATOR, eventually, future_game, miner_key
+from .kit.clientkit import StateLog, assert_verified_receipt, hub_rows_by_id
+from .kit.games import future_game
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
 
 BOB = miner_key("Bob")
 # Room for a 1000-prediction burst: message rate, reconnects (20 cuts), and a send
@@ -201,7 +205,8 @@ async def test_unconfirmed_predictions_survive_a_miner_restart_in_the_outbox_fil
     assert confirmation.status == "accepted"
     assert_verified_receipt(confirmation, BOB.ss58_address)
     entry = await second.outbox.get(prediction.prediction_id)
-    assert entry is not None and entry.status == "accepted"
+    assert entry is not None
+    assert entry.status == "accepted"
     assert entry.receipt == confirmation.model_dump(mode="json")
     # and submit() of the same prediction answers from the outbox
     assert await asyncio.wait_for(second.submit(prediction), 5.0) == confirmation
@@ -219,26 +224,23 @@ async def test_a_hub_rejection_raises_with_the_signed_confirmation(start_hub, fa
         assert (await other.submit(Prediction.for_game(game, 0, 80.0))).status == "accepted"
     async with miner(proxy) as conn:
         confirmations = conn.confirmations()
-        try:
+        with pytest.raises(PredictionRejected) as rejected:
             await asyncio.wait_for(conn.submit(Prediction.for_game(game, 1, 30.0)), 5.0)
-            raise AssertionError("the hub must refuse it")
-        except PredictionRejected as exc:
-            assert exc.code == "wager_limit"
-            assert exc.confirmation is not None
-            data = exc.confirmation.model_dump(mode="json")
-            assert data["status"] == "rejected" and verify_receipt(data,
-                                                                  VALIDATOR.ss58_address)
+        assert rejected.value.code == "wager_limit"
+        assert rejected.value.confirmation is not None
+        data = rejected.value.confirmation.model_dump(mode="json")
+        assert data["status"] == "rejected"
+        assert verify_receipt(data, VALIDATOR.ss58_address)
         seen = await asyncio.wait_for(anext(confirmations), 5.0)
         assert (seen.status, seen.code) == ("rejected", "wager_limit")
         assert await conn.outbox.counts() == {"rejected:wager_limit": 1}
         # the local pre-check refuses what the hub would, without sending it
         before = running.hub.stats.messages_in["prediction"]
-        try:
+        with pytest.raises(PredictionRejected) as rejected:  # odds differ from the table
             await conn.submit(Prediction.for_game(game, 0, 1.0).model_copy(
                 update={"team_a_odds": 9.9}))
-            raise AssertionError("odds differ from the table")
-        except PredictionRejected as exc:
-            assert exc.code == "odds_mismatch" and exc.confirmation is None
+        assert rejected.value.code == "odds_mismatch"
+        assert rejected.value.confirmation is None
         assert running.hub.stats.messages_in["prediction"] == before
 
 

@@ -8,8 +8,11 @@ import json
 import time
 
 import aiohttp
+import pytest
 
-from .conftest import VALIDATOR, eventually, future_game, games_body, miner_key
+from .kit.games import future_game, games_body
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
 
 BOB = miner_key("Bob")
 
@@ -31,11 +34,9 @@ async def test_plain_http_keeps_flowing_on_one_link_while_upgrades_get_426(start
         assert proxy.accepted == 1  # keep-alive: heads are parsed on a reused link
         path = "/ws"
         headers = running.signed(BOB, "GET", path)
-        try:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await session.ws_connect(proxy.url + path, headers=headers)
-            raise AssertionError("the upgrade should have been refused")
-        except aiohttp.WSServerHandshakeError as exc:
-            assert exc.status == 426
+        assert refused.value.status == 426
         # a POST with a body (Content-Length framing), then more requests
         body = games_body([future_game("p1")])
         headers = {**running.signed(VALIDATOR, "POST", "/admin/games", body),
@@ -45,7 +46,8 @@ async def test_plain_http_keeps_flowing_on_one_link_while_upgrades_get_426(start
             assert response.status == 200, await response.text()
         status, _ = await get(session, proxy.url + "/ws/health")
         assert status == 200
-    assert proxy.refused == 1 and len(proxy.upgrade_requests) == 1
+    assert proxy.refused == 1
+    assert len(proxy.upgrade_requests) == 1
     assert "p1" in running.hub.stream.games
     assert running.hub.stats.connections_total == 0  # the hub never saw the upgrade
 
@@ -61,15 +63,14 @@ async def test_a_refused_upgrade_leaves_the_link_usable_and_allowed_ones_pass(st
         assert welcome["type"] == "welcome"
         await ws.close()
         for _ in range(2):  # connect limit: the hub answers 429 (a plain HTTP answer)
-            try:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await session.ws_connect(proxy.url + "/ws",
                                          headers=running.signed(BOB, "GET", "/ws"))
-                raise AssertionError("expected 429")
-            except aiohttp.WSServerHandshakeError as exc:
-                assert exc.status == 429
+            assert refused.value.status == 429
         status, _ = await get(session, proxy.url + "/ws/health")
         assert status == 200
-    assert len(proxy.upgrade_requests) == 3 and proxy.refused == 0
+    assert len(proxy.upgrade_requests) == 3
+    assert proxy.refused == 0
 
 
 async def test_cut_aborts_links_and_stall_holds_bytes_until_resume(start_hub, fault_proxy):
@@ -80,7 +81,9 @@ async def test_cut_aborts_links_and_stall_holds_bytes_until_resume(start_hub, fa
                                       headers=running.signed(BOB, "GET", "/ws"))
         assert (await asyncio.wait_for(ws.receive_json(), 5.0))["type"] == "welcome"
         assert proxy.links == 1
-        assert proxy.cut() == 1 and proxy.cuts == 1 and proxy.links == 0
+        assert proxy.cut() == 1
+        assert proxy.cuts == 1
+        assert proxy.links == 0
         message = await asyncio.wait_for(ws.receive(), 5.0)
         while message.type is aiohttp.WSMsgType.TEXT:  # the snapshot may be in flight
             message = await asyncio.wait_for(ws.receive(), 5.0)
@@ -114,7 +117,8 @@ async def test_close_cancels_everything_and_retarget_moves_new_links(start_hub, 
         async with aiohttp.ClientSession() as fresh:  # a new link goes to the new hub
             _, text = await get(fresh, proxy.url + "/ws/health")
         health = json.loads(text)
-        assert health["connections"] == 0 and health["epoch"] == second.hub.stream.epoch
+        assert health["connections"] == 0
+        assert health["epoch"] == second.hub.stream.epoch
         assert first.hub.stats.connections_total == 1  # the old link stayed where it was
         proxy.stall()
         stalled = asyncio.create_task(get(session, proxy.url + "/ws/health"))

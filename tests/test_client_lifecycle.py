@@ -22,8 +22,17 @@ from sdk.models import Prediction
 from sdk.options import ConnectionOptions
 from server_stub import AllowListRegistry, GameSimulator, HubClock
 
-from .clientkit import StateLog, UpdateLog, assert_verified_receipt, hub_rows_by_id
-from .conftest import FAST_CLIENT, VALIDATOR, eventually, future_game, miner_key
+from .kit.clientkit import (
+    FAST_CLIENT,
+    StateLog,
+    UpdateLog,
+    assert_verified_receipt,
+    heartbeats_reach,
+    hub_rows_by_id,
+)
+from .kit.games import future_game
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
 
 # the classes whose tasks a closed connection must leave none of
 CONNECTION_PARTS = ("ValidatorConnection.", "WebSocketTransport.", "HttpFallbackTransport.",
@@ -52,7 +61,8 @@ async def test_half_open_link_is_detected_within_three_heartbeats(start_hub, fau
     proxy.stall()
     _, dropped_at = await states.wait_for(S.BACKOFF, after=mark, timeout=5.0)
     assert dropped_at - stalled_at <= 3 * interval + 0.3
-    assert proxy.cuts == 0 and proxy.links >= 1  # nothing was closed: it went silent
+    assert proxy.cuts == 0
+    assert proxy.links >= 1
     assert conn.reconnects == 1
 
     proxy.resume()
@@ -100,7 +110,8 @@ async def test_client_heartbeats_at_least_as_often_as_the_hub_asks(start_hub, fa
     sent = running.hub.stats.messages_in["heartbeat"]
     await eventually(lambda: running.hub.stats.messages_in["heartbeat"] >= sent + 5, 3.0)
     assert running.hub.stats.closes[1008] == 0
-    assert conn.reconnects == 0 and conn.state is S.OPEN
+    assert conn.reconnects == 0
+    assert conn.state is S.OPEN
 
 
 async def test_403_raises_not_registered_at_once_without_retrying(start_hub, fault_proxy,
@@ -114,12 +125,18 @@ async def test_403_raises_not_registered_at_once_without_retrying(start_hub, fau
     with pytest.raises(NotRegisteredError) as raised:
         await conn.wait_ready(5.0)
     assert time.monotonic() - started < 1.0
-    assert raised.value.status == 403 and not raised.value.retryable
-    assert "not registered" in str(raised.value) and BOB.ss58_address in str(raised.value)
-    assert conn.state is S.CLOSED and conn.error is raised.value
-    # no retry loop: with a 10 ms backoff a loop would have made dozens of attempts
-    await asyncio.sleep(0.3)
-    assert len(proxy.upgrade_requests) == 1
+    assert raised.value.status == 403
+    assert not raised.value.retryable
+    assert "not registered" in str(raised.value)
+    assert BOB.ss58_address in str(raised.value)
+    assert conn.state is S.CLOSED
+    assert conn.error is raised.value
+    # No retry loop: while a registered miner connects and heartbeats through the same
+    # proxy (0.3 s), a 10 ms backoff loop would have made dozens of attempts.
+    async with miner(proxy, CHARLIE, heartbeat_interval_s=0.1):
+        await heartbeats_reach(running, 3)
+    attempts = len(proxy.upgrade_requests)  # Bob's one attempt, then Charlie's
+    assert attempts == 2, f"the refused connection tried again ({attempts} upgrades)"
     assert running.hub.stats.handshake_refusals[403] == 1
     assert states.states == [S.CONNECTING, S.CLOSED]
     assert isinstance(states.error, NotRegisteredError)  # state_changes() ends with it
@@ -146,19 +163,23 @@ async def test_4001_replaced_stops_the_old_connection_for_good(start_hub, fault_
     await first.start()
     await first.wait_ready(10.0)
 
-    second = miner(proxy)  # the same hotkey, e.g. a second miner process
+    second = miner(proxy, heartbeat_interval_s=0.1)  # the same hotkey, a second process
     async with second:
         await first_states.wait_for(S.CLOSED, timeout=5.0)
         assert isinstance(first.error, ReplacedError)
-        assert first.error.close_code == 4001 and not first.error.retryable
+        assert first.error.close_code == 4001
+        assert not first.error.retryable
         assert isinstance(first_states.error, ReplacedError)
         assert isinstance(first_updates.error, ReplacedError)
         with pytest.raises(ReplacedError):
             await first.submit(Prediction.for_game(future_game("g1"), 0, 1.0))
-        # no reconnect fight: the old one stays down, the new one stays up
-        await asyncio.sleep(0.5)
-        assert running.hub.stats.connections_total == 2
-        assert second.state is S.OPEN and first.state is S.CLOSED
+        # No reconnect fight: the new one heartbeats for 0.3 s, many times the backoff
+        # the old one would wait before coming back, and the old one stays down.
+        await heartbeats_reach(running, 3)
+        sessions = running.hub.stats.connections_total
+        assert sessions == 2, f"the replaced connection came back ({sessions} sessions)"
+        assert second.state is S.OPEN
+        assert first.state is S.CLOSED
         assert first_states.states.count(S.OPEN) == 1
         receipt = await asyncio.wait_for(
             second.submit(Prediction.for_game(future_game("g1"), 0, 1.0)), 5.0)
@@ -178,9 +199,13 @@ async def test_4003_deregistered_stops_the_connection(start_hub, fault_proxy, mi
     # what a metagraph refresh does:
     await running.hub.sessions.close_deregistered({BOB.ss58_address})
     await states.wait_for(S.CLOSED, timeout=5.0)
-    assert isinstance(conn.error, DeregisteredError) and conn.error.close_code == 4003
-    await asyncio.sleep(0.3)
-    assert running.hub.stats.connections_total == 1  # it did not come back
+    assert isinstance(conn.error, DeregisteredError)
+    assert conn.error.close_code == 4003
+    # Another miner heartbeats for 0.3 s, many times Bob's backoff: Bob did not come back.
+    async with miner(proxy, CHARLIE, heartbeat_interval_s=0.1):
+        await heartbeats_reach(running, 3)
+    sessions = running.hub.stats.connections_total  # Bob's first session, then Charlie's
+    assert sessions == 2, f"the deregistered connection came back ({sessions} sessions)"
     await states.stop()
 
 
@@ -251,7 +276,8 @@ async def test_http_fallback_and_back_with_an_uninterrupted_update_stream(start_
     seqs = [before["seq"], *(d["seq"] for d in during), after["seq"]]
     assert updates.incremental_seqs == seqs  # in order, nothing missing, nothing twice
     assert len(updates.snapshots) == 1
-    assert updates.error is None and not updates.task.done()
+    assert updates.error is None
+    assert not updates.task.done()
     assert conn.games == running.hub.stream.games
     rows = await hub_rows_by_id(running.store_path)
     assert list(rows) == [receipt.prediction_id]
@@ -288,7 +314,8 @@ async def test_clock_offset_matches_a_skewed_hub_clock(start_hub, fault_proxy, m
     assert abs(conn.clock_offset - skew_s) < 0.05
     hub_now = running.hub.clock.now()
     assert abs((conn.server_now() - hub_now).total_seconds()) < 0.05
-    assert conn.rtt is not None and 0 <= conn.rtt < 0.5
+    assert conn.rtt is not None
+    assert 0 <= conn.rtt < 0.5
 
 
 async def test_notebook_style_top_level_await_without_a_context_manager(start_hub,
@@ -305,7 +332,8 @@ async def test_notebook_style_top_level_await_without_a_context_manager(start_hu
                                options=dataclasses.replace(FAST_CLIENT, ready_timeout=None))
     await conn.start()
     await conn.wait_ready(10.0)
-    assert "notebook-1" in conn.games and len(conn.games) >= 7
+    assert "notebook-1" in conn.games
+    assert len(conn.games) >= 7
     seen = []
     async for update in conn.game_updates():
         seen.append(update)
@@ -317,11 +345,11 @@ async def test_notebook_style_top_level_await_without_a_context_manager(start_hu
     await conn.close()
     # ---------------------------------------------------------------------
 
-    assert [u.seq for u in seen] == sorted(u.seq for u in seen) and len(seen) == 3
+    assert [u.seq for u in seen] == sorted(u.seq for u in seen)
+    assert len(seen) == 3
     assert receipt.status == "accepted"
     assert_verified_receipt(receipt, BOB.ss58_address)
     assert conn.state is S.CLOSED
-    await asyncio.sleep(0)
     leftovers = [t for t in asyncio.all_tasks() if not t.done()
                  and t.get_coro().__qualname__.startswith(CONNECTION_PARTS)]
     assert leftovers == []

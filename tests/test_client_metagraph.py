@@ -44,7 +44,8 @@ def test_rows_are_plain_values() -> None:
         NeuronRow(1, "hk-miner", False, None, 12.5),
         NeuronRow(None, "", True, None, 0.0),
     ]
-    assert stake_of(object()) == 0.0 and stake_of(NEURONS[1]) == 12.5
+    assert stake_of(object()) == 0.0
+    assert stake_of(NEURONS[1]) == 12.5
 
 
 def test_discovery_selects_the_same_from_rows_and_from_neurons() -> None:

@@ -182,7 +182,9 @@ def test_a_silent_link_counts_as_a_retryable_end():
 def test_refusal_detail_says_what_to_fix():
     text = refusal_detail(401, ErrorCode.WRONG_RECEIVER, validator_hotkey="5Val",
                           url="ws://hub/ws", miner_hotkey="5Min")
-    assert "check validator_hotkey" in text and "5Val" in text and "5Min" in text
+    assert "check validator_hotkey" in text
+    assert "5Val" in text
+    assert "5Min" in text
     assert "HTTP 401 (wrong_receiver)" in text
     assert "not registered" in refusal_detail(403, None, validator_hotkey="v", url="u",
                                               miner_hotkey="m")
@@ -254,6 +256,7 @@ async def test_a_connection_follows_the_policy_it_is_given():
         with pytest.raises(HubUnreachableError, match="cannot connect"):
             await conn.wait_ready(10.0)
         assert GiveUpWhenDown.made_with == [options]
-        assert conn.error is not None and conn.reconnects == 0
+        assert conn.error is not None
+        assert conn.reconnects == 0
     finally:
         await conn.close()

@@ -27,7 +27,7 @@ from sdk.pacing import TokenBucket
 from sdk.sqlite import DatabaseClosed
 from sdk.tracker import ApplyResult, StreamTracker
 
-from .conftest import future_game
+from .kit.games import future_game
 
 # -- backoff ----------------------------------------------------------------------------
 
@@ -56,7 +56,8 @@ def test_backoff_retry_after_is_a_floor_with_bounded_jitter_on_top():
     delays = [backoff.delay(attempt, retry_after=2.0) for attempt in (1, 3, 9)
               for _ in range(300)]
     assert all(2.0 <= d <= 4.0 for d in delays)  # spread as wide as the wait itself
-    assert max(delays) > 3.5 and min(delays) < 2.5
+    assert max(delays) > 3.5
+    assert min(delays) < 2.5
     assert len({round(d, 6) for d in delays}) > 100  # crowds told 2 s do not return together
     # a Retry-After longer than the cap is still honoured
     assert all(backoff.delay(1, retry_after=60.0) >= 60.0 for _ in range(50))
@@ -67,7 +68,7 @@ def test_backoff_retry_after_is_a_floor_with_bounded_jitter_on_top():
 
 @pytest.mark.parametrize(("base", "cap"), [(0, 1), (1, 0), (-1, 5)])
 def test_backoff_rejects_non_positive_parameters(base, cap):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="backoff base and cap must be positive"):
         Backoff(base=base, cap=cap)
 
 
@@ -92,7 +93,8 @@ def test_tracker_snapshot_then_incremental_updates():
     assert tracker.games["a"].team_a_odds == 2.5
     assert set(tracker.games) == {"a", "b", "c"}
     assert tracker.resume_point() == ("e1", 7)
-    assert tracker.snapshots == 1 and tracker.gaps == 0
+    assert tracker.snapshots == 1
+    assert tracker.gaps == 0
 
 
 def test_tracker_ignores_stale_updates_without_changing_state():
@@ -123,7 +125,8 @@ def test_tracker_epoch_change_or_no_history_is_a_gap_until_a_snapshot():
     assert tracker.apply(update(1, "a")) is ApplyResult.GAP  # nothing held yet
     tracker.apply(update(4, "a", "b", snapshot=True))
     assert tracker.apply(update(5, "c", epoch="e2")) is ApplyResult.GAP
-    assert tracker.epoch == "e1" and "c" not in tracker.games
+    assert tracker.epoch == "e1"
+    assert "c" not in tracker.games
     # the new epoch's snapshot replaces the table (games gone from the hub are gone here)
     assert tracker.apply(update(2, "c", epoch="e2", snapshot=True)) is ApplyResult.APPLIED
     assert tracker.resume_point() == ("e2", 2)
@@ -136,7 +139,8 @@ def test_tracker_epoch_change_or_no_history_is_a_gap_until_a_snapshot():
 
 def test_clock_offset_and_rtt_from_one_echo():
     clock = ClockEstimator()
-    assert clock.offset_ns == 0 and clock.rtt_ns is None
+    assert clock.offset_ns == 0
+    assert clock.rtt_ns is None
     # sent at 1000, hub stamped 5_000_600 (hub is 5_000_000 ahead), received at 1200
     sample = clock.add_echo(1000, 5_000_000 + 1100, 1200)
     assert sample is not None
@@ -232,10 +236,13 @@ def test_merge_updates_restarts_at_the_last_snapshot():
     merged = merge_updates([update(1, "a"), update(2, "b"),
                             update(3, "c", snapshot=True, prev=0), update(4, "d")])
     assert merged.snapshot is True
-    assert merged.seq == 4 and merged.prev_seq == 0
+    assert merged.seq == 4
+    assert merged.prev_seq == 0
     assert [g.game_id for g in merged.games] == ["c", "d"]
     plain = merge_updates([update(5, "a", odds=2.0), update(6, "a", odds=2.4)])
-    assert plain.snapshot is False and plain.prev_seq == 4 and plain.seq == 6
+    assert plain.snapshot is False
+    assert plain.prev_seq == 4
+    assert plain.seq == 6
     assert [g.team_a_odds for g in plain.games] == [2.4]
 
 
@@ -304,9 +311,12 @@ async def test_outbox_add_is_idempotent_and_pending_is_oldest_first():
         assert [e.prediction_id for e in pending] == [first["prediction_id"],
                                                        second["prediction_id"]]
         entry = pending[0]
-        assert entry.prediction == first and entry.signature == "0xsig"
-        assert entry.status == "pending" and entry.receipt is None
-        assert entry.wager == 10.0 and entry.game_id == "g1"
+        assert entry.prediction == first
+        assert entry.signature == "0xsig"
+        assert entry.status == "pending"
+        assert entry.receipt is None
+        assert entry.wager == 10.0
+        assert entry.game_id == "g1"
         assert await outbox.get(str(uuid.uuid4())) is None
     finally:
         await outbox.close()
@@ -328,9 +338,12 @@ async def test_outbox_settle_keeps_the_first_receipt_and_counts_by_status():
         await outbox.settle(rejected["prediction_id"], "rejected", code="odds_mismatch",
                             message="odds moved")
         entry = await outbox.get(accepted["prediction_id"])
-        assert entry is not None and entry.status == "accepted" and entry.receipt == receipt
+        assert entry is not None
+        assert entry.status == "accepted"
+        assert entry.receipt == receipt
         gone = await outbox.get(rejected["prediction_id"])
-        assert gone is not None and (gone.status, gone.code) == ("rejected", "odds_mismatch")
+        assert gone is not None
+        assert (gone.status, gone.code) == ("rejected", "odds_mismatch")
         assert [e.prediction_id for e in await outbox.pending(V1)] == [
             waiting["prediction_id"]]
         # wagered: pending and accepted count, rejected does not, other days do not
@@ -392,7 +405,8 @@ async def test_outbox_file_survives_reopen(tmp_path: Path):
     try:
         assert [e.prediction_id for e in await reopened.pending(V1)] == [kept["prediction_id"]]
         entry = await reopened.get(done["prediction_id"])
-        assert entry is not None and entry.receipt == {"status": "accepted"}
+        assert entry is not None
+        assert entry.receipt == {"status": "accepted"}
         assert await reopened.counts(V1) == {"pending": 1, "accepted": 1}
     finally:
         await reopened.close()

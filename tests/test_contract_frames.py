@@ -162,7 +162,7 @@ def test_encode_frame_data_wraps_serialised_data():
 
 
 def test_frames_are_frozen():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Instance is frozen"):
         SAMPLE_FRAMES[7].time_ns = 11  # type: ignore[misc]
 
 
@@ -496,10 +496,18 @@ def test_prediction_frames_with_different_received_bytes_are_not_equal():
 def test_load_json():
     assert load_json('{"a": [1, 2.5, null]}') == {"a": [1, 2.5, None]}
     assert load_json(b'{"a": "\xc3\xa9"}') == {"a": "é"}
-    for bad in ("[" * 100_000, "{", b"\xff", "1" * 5000):
-        with pytest.raises(ProtocolError) as info:
-            load_json(bad)
-        assert info.value.code == "malformed_frame"
+
+
+@pytest.mark.parametrize(("bad", "reason"), [
+    pytest.param("[" * 100_000, "recursion", id="nesting-bomb"),
+    pytest.param("{", "Expecting property name", id="truncated"),
+    pytest.param(b"\xff", "can't decode byte 0xff", id="bad-utf8"),
+    pytest.param("1" * 5000, "digits", id="huge-integer"),
+])
+def test_load_json_reports_bad_input_as_a_malformed_frame(bad, reason):
+    with pytest.raises(ProtocolError, match=f"frame is not valid JSON: .*{reason}") as info:
+        load_json(bad)
+    assert info.value.code == "malformed_frame"
 
 
 # --------------------------------------------------------------------------- codes

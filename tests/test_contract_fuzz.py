@@ -152,17 +152,32 @@ def parse_or_protocol_error(text: str | bytes, *,
     well-formed and echoable, or that the frame is of the announced type."""
     try:
         frame = parse_frame(text, allowed=allowed)
-    except ProtocolError as error:
-        assert error.code in FRAME_CODES | PREDICTION_CODES, error.code
-        assert isinstance(error.message, str) and error.message
-        assert error.ref is None or isinstance(error.ref, str)
-        # The hub can always echo the error back to the miner.
-        echoed = ErrorFrame(code=str(error.code), message=error.message, ref=error.ref)
-        assert parse_frame(encode_frame(echoed)) == echoed
-        return error
-    assert isinstance(frame, Frame)
-    assert allowed is None or frame.TYPE in allowed
-    return frame
+    except ProtocolError as caught:
+        error = caught
+    else:
+        assert isinstance(frame, Frame)
+        assert allowed is None or frame.TYPE in allowed
+        return frame
+    assert error.code in FRAME_CODES | PREDICTION_CODES, error.code
+    assert isinstance(error.message, str)
+    assert error.message
+    assert error.ref is None or isinstance(error.ref, str)
+    # The hub can always echo the error back to the miner.
+    echoed = ErrorFrame(code=str(error.code), message=error.message, ref=error.ref)
+    assert parse_frame(encode_frame(echoed)) == echoed
+    return error
+
+
+def expected_ref(raw_id: Any) -> str:
+    """The ``ref`` of a refused prediction (PROTOCOL.md): its id in the normalized UUID
+    form, or as sent (cut to 64 characters) when it is not a UUID, or "prediction"
+    when it has no string id."""
+    if not isinstance(raw_id, str):
+        return "prediction"
+    try:
+        return str(uuid.UUID(raw_id))
+    except ValueError:
+        return raw_id[:64].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def same_json(a: Any, b: Any) -> bool:
@@ -276,17 +291,6 @@ def test_predictions_with_random_fields(prediction, signature):
         assert_reencodes(result)
 
 
-
-def expected_ref(raw_id: object) -> str:
-    """What an error must echo for a prediction id: a valid UUID in the canonical form
-    confirmations carry (any case or spelling the uuid module reads), anything else cut
-    to 64 characters, no id at all as the frame type."""
-    if not isinstance(raw_id, str):
-        return "prediction"
-    try:
-        return str(uuid.UUID(raw_id))
-    except ValueError:
-        return raw_id[:64].encode("utf-8", "backslashreplace").decode("utf-8")
 
 # Strings that may hold lone surrogates: json.dumps writes them as "\udXXX" escapes,
 # which json.loads turns back into unencodable str values.

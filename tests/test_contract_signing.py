@@ -100,7 +100,7 @@ def test_canonical_bytes_independent_of_key_order():
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_canonical_bytes_refuses_non_finite(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         canonical_bytes({"wager": bad})
 
 

@@ -281,7 +281,8 @@ def test_check_daily_limit(wager, wagered, ok):
 
 def test_check_daily_limit_message_and_custom_limit():
     rejection = check_daily_limit(50.0, 980.0)
-    assert "20" in rejection.message and "1000" in rejection.message
+    assert "20" in rejection.message
+    assert "1000" in rejection.message
     over = check_daily_limit(5.0, 2000.0)
     assert "(0 of 1000)" in over.message
     assert check_daily_limit(100.0, 0.0, limit=100.0) is None

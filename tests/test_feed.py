@@ -95,17 +95,17 @@ def test_naive_start_is_treated_as_utc():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"games": 0},
-        {"kickoff_spacing": timedelta(0)},
-        {"match_duration": timedelta(seconds=-1)},
-        {"drift": -0.1},
-        {"drift": math.nan},
+        ({"games": 0}, "games must be at least 1"),
+        ({"kickoff_spacing": timedelta(0)}, "kickoff_spacing must be positive"),
+        ({"match_duration": timedelta(seconds=-1)}, "match_duration must not be negative"),
+        ({"drift": -0.1}, "drift must be a finite number >= 0"),
+        ({"drift": math.nan}, "drift must be a finite number >= 0"),
     ],
 )
-def test_bad_parameters_rejected(kwargs):
-    with pytest.raises(ValueError):
+def test_bad_parameters_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         sim(0, **kwargs)
 
 
@@ -177,7 +177,8 @@ def test_odds_frozen_from_kickoff_until_settlement():
         assert g0.game_id not in changed
     current = next(g for g in s.games() if g.game_id == g0.game_id)
     assert current == frozen
-    assert current.active and current.outcome == Outcome.UNFINISHED
+    assert current.active
+    assert current.outcome == Outcome.UNFINISHED
 
 
 # --------------------------------------------------------------------------- odds sanity
@@ -206,9 +207,11 @@ def test_tie_market_only_for_soccer():
     }
     for g in published:
         if g.sport == "soccer":
-            assert g.can_tie is True and g.tie_odds is not None, g
+            assert g.can_tie is True, g
+            assert g.tie_odds is not None, g
         else:
-            assert g.can_tie is False and g.tie_odds is None, g
+            assert g.can_tie is False, g
+            assert g.tie_odds is None, g
         assert g.team_a != g.team_b
 
 
@@ -323,7 +326,8 @@ def test_big_time_jump_settles_everything_and_refills_future():
     assert len(fresh) == 12
     assert all(g.event_start_date > now for g in fresh)
     starts = [g.event_start_date for g in fresh]
-    assert starts == sorted(starts) and len(set(starts)) == 12
+    assert starts == sorted(starts)
+    assert len(set(starts)) == 12
 
 
 # --------------------------------------------------------------------------- bounded table
@@ -431,14 +435,16 @@ def test_load_object_shape(tmp_path):
     )
     games = load_games_file(path)
     assert [g.game_id for g in games] == ["g-1", "g-2"]
-    assert games[0].tie_odds == 3.5 and games[1].tie_odds is None
+    assert games[0].tie_odds == 3.5
+    assert games[1].tie_odds is None
     assert games[0].event_start_date == datetime(2030, 8, 17, 14, 0, tzinfo=UTC)
 
 
 def test_load_bare_list_shape_and_str_path(tmp_path):
     path = write(tmp_path, [game_dict()])
     games = load_games_file(str(path))
-    assert len(games) == 1 and isinstance(games[0], Game)
+    assert len(games) == 1
+    assert isinstance(games[0], Game)
     assert games[0].outcome == Outcome.UNFINISHED
 
 
@@ -462,7 +468,9 @@ def test_bad_json(tmp_path):
     with pytest.raises(FeedError) as exc:
         load_games_file(path)
     msg = str(exc.value)
-    assert "games.json" in msg and "invalid JSON" in msg and "line 2" in msg
+    assert "games.json" in msg
+    assert "invalid JSON" in msg
+    assert "line 2" in msg
 
 
 def test_not_utf8(tmp_path):
@@ -513,7 +521,8 @@ def test_invalid_game_names_index_and_field(tmp_path, bad, field):
         load_games_file(path)
     msg = str(exc.value)
     assert "games.json" in msg
-    assert "game #2" in msg and "'g-3'" in msg
+    assert "game #2" in msg
+    assert "'g-3'" in msg
     assert f"'{field}'" in msg
 
 

@@ -15,7 +15,8 @@ from bittensor import http_auth
 
 from server_stub import AllowListRegistry, OpenRegistry
 
-from .conftest import VALIDATOR, miner_key, welcome_and_snapshot
+from .kit.keys import VALIDATOR, miner_key
+from .kit.wire import welcome_and_snapshot
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")
@@ -25,7 +26,8 @@ def assert_refusal(status: int, body: dict, expected_status: int, code: str) -> 
     assert status == expected_status, body
     assert set(body) == {"error", "detail"}, body
     assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
 
 
 async def test_valid_signature_upgrades_and_counts_nothing_refused(start_hub):

@@ -9,12 +9,13 @@ import socket
 import sys
 
 import aiohttp
+import pytest
 from bittensor import http_auth
 from typer.testing import CliRunner
 
 from server_stub.cli import app
 
-from .conftest import VALIDATOR, miner_key
+from .kit.keys import VALIDATOR, miner_key
 
 
 def free_port() -> int:
@@ -42,7 +43,8 @@ async def test_dev_hub_serves_a_miner_and_ctrl_c_sends_1001(tmp_path):
                         break
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.05)
-            assert health["status"] == "ok" and health["games"] > 0  # the simulator feeds
+            assert health["status"] == "ok"
+            assert health["games"] > 0
             headers = http_auth.sign(miner_key("Bob"), method="GET", path="/ws",
                                      receiver_ss58=VALIDATOR.ss58_address)
             ws = await session.ws_connect(f"http://127.0.0.1:{port}/ws", headers=headers)
@@ -74,18 +76,29 @@ def test_missing_wallet_names_the_path_it_looked_at(tmp_path):
 def test_exactly_one_registry_must_be_chosen():
     runner = CliRunner()
     none = runner.invoke(app, ["serve", "--validator-uri", "//Alice"])
-    assert none.exit_code == 2 and "choose exactly one miner registry" in none.output
+    assert none.exit_code == 2
+    assert "choose exactly one miner registry" in none.output
     two = runner.invoke(app, ["serve", "--validator-uri", "//Alice", "--open", "--allow", "x"])
-    assert two.exit_code == 2 and "--open, --allow/--allowlist" in two.output
+    assert two.exit_code == 2
+    assert "--open, --allow/--allowlist" in two.output
 
 
-def test_bad_feed_file_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize(("content", "reason"), [
+    pytest.param("{not json", "invalid JSON at line 1 column 2", id="not-json"),
+    pytest.param('[{"game_id": "g"}]', "game #0 (game_id 'g'): field 'team_a': Field required",
+                 id="missing-field"),
+    pytest.param(None, "not found", id="missing-file"),
+])
+def test_bad_feed_file_is_a_clear_error(tmp_path, content, reason):
     bad = tmp_path / "games.json"
-    bad.write_text("{not json")
+    if content is not None:
+        bad.write_text(content)
     result = CliRunner().invoke(app, ["serve", "--validator-uri", "//Alice", "--open",
                                       "--feed", str(bad)])
-    assert result.exit_code == 2
-    assert "games.json" in result.output
+    assert result.exit_code == 2, result.output
+    # One line names the file and says what is wrong with it.
+    assert f"error: games file '{bad}': " in result.output
+    assert reason in result.output
 
 
 def test_help_explains_the_flags():

@@ -13,16 +13,10 @@ from sdk.models import Prediction
 from sdk.signing import verify_receipt
 from server_stub import AllowListRegistry
 
-from .conftest import (
-    VALIDATOR,
-    future_game,
-    miner_key,
-    prediction_data,
-    receive_close,
-    receive_type,
-    send_frame,
-    welcome_and_snapshot,
-)
+from .kit.games import future_game
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import within
+from .kit.wire import prediction_data, receive_close, receive_type, send_frame, welcome_and_snapshot
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")
@@ -74,14 +68,17 @@ async def test_post_prediction_rejections_and_bad_bodies(start_hub):
     wire = Prediction.for_game(game, 0, 20.0).wire()
     status, data, _ = await running.request(
         "POST", "/predictions", key=BOB, body=body_of(BOB, {**wire, "game_id": "nope"}))
-    assert status == 200 and (data["status"], data["code"]) == ("rejected", "unknown_game")
+    assert status == 200
+    assert (data["status"], data["code"]) == ("rejected", "unknown_game")
     assert verify_receipt(data, VALIDATOR.ss58_address)
     status, data, _ = await running.request(
         "POST", "/predictions", key=BOB, body=body_of(CHARLIE, wire))
-    assert status == 200 and (data["status"], data["code"]) == ("rejected", "bad_signature")
+    assert status == 200
+    assert (data["status"], data["code"]) == ("rejected", "bad_signature")
     status, data, _ = await running.request(
         "POST", "/predictions", key=BOB, body=body_of(None, {**wire, "wager": "x"}))
-    assert status == 200 and (data["status"], data["code"]) == ("rejected", "invalid_wager")
+    assert status == 200
+    assert (data["status"], data["code"]) == ("rejected", "invalid_wager")
     for bad in (b"not json", b"[]", b'{"prediction": 5}', b'{"signature": "0x00"}'):
         status, data, _ = await running.request("POST", "/predictions", key=BOB, body=bad)
         assert status == 400, (bad, data)
@@ -97,9 +94,11 @@ async def test_http_endpoints_require_auth(start_hub):
     running = await start_hub(registry=AllowListRegistry([BOB.ss58_address]))
     body = body_of(BOB, Prediction.for_game(game, 0, 1.0))
     status, data, _ = await running.request("POST", "/predictions", body=body)
-    assert status == 401 and data["error"] == "unauthorized"
+    assert status == 401
+    assert data["error"] == "unauthorized"
     status, data, _ = await running.request("GET", "/games")
-    assert status == 401 and data["error"] == "unauthorized"
+    assert status == 401
+    assert data["error"] == "unauthorized"
     # Signed over another body: the hash does not match.
     headers = running.signed(BOB, "POST", "/predictions", b"{}")
     status, data, _ = await running.request("POST", "/predictions", body=body,
@@ -107,15 +106,18 @@ async def test_http_endpoints_require_auth(start_hub):
     assert status == 401
     # Registered checks apply as on the WebSocket.
     status, data, _ = await running.request("POST", "/predictions", key=CHARLIE, body=body)
-    assert status == 403 and data["error"] == "not_registered"
+    assert status == 403
+    assert data["error"] == "not_registered"
     status, data, _ = await running.request("GET", "/games", key=CHARLIE)
-    assert status == 403 and data["error"] == "not_registered"
+    assert status == 403
+    assert data["error"] == "not_registered"
     # Replay of a request's headers is refused.
     headers = running.signed(BOB, "GET", "/games")
     status, _, _ = await running.request("GET", "/games", headers=headers)
     assert status == 200
     status, data, _ = await running.request("GET", "/games", headers=headers)
-    assert status == 401 and data["error"] == "replayed_request"
+    assert status == 401
+    assert data["error"] == "replayed_request"
 
 
 # -- GET /games long-poll ---------------------------------------------------------------
@@ -127,7 +129,8 @@ async def test_get_games_snapshot_then_updates_after_since(start_hub):
                                                              league="NBA")])
     status, data, _ = await running.request("GET", "/games?sports=soccer", key=BOB)
     assert status == 200
-    assert data["epoch"] == running.hub.stream.epoch and data["seq"] == 1
+    assert data["epoch"] == running.hub.stream.epoch
+    assert data["seq"] == 1
     assert abs(data["server_time_ns"] - time.time_ns()) < 5 * 10**9
     [snapshot] = data["updates"]
     assert snapshot["snapshot"] is True
@@ -136,10 +139,10 @@ async def test_get_games_snapshot_then_updates_after_since(start_hub):
     await running.post_games([future_game("g2")])
     await running.post_games([future_game("n2", sport="basketball", league="NBA")])
     await running.post_games([future_game("g3")])
-    path = f"/games?epoch={epoch}&since=1&sports=soccer&timeout=1"
-    started = time.monotonic()
-    status, data, _ = await running.request("GET", path, key=BOB)
-    assert time.monotonic() - started < 0.9  # answered at once: there was news
+    # There is news: answered at once, long before the poll's 30 s timeout.
+    path = f"/games?epoch={epoch}&since=1&sports=soccer&timeout=30"
+    status, data, _ = await within(running.request("GET", path, key=BOB, timeout=20.0), 10.0,
+                                   "a poll with news waiting was not answered at once")
     assert status == 200
     assert [(u["seq"], u["prev_seq"]) for u in data["updates"]] == [(2, 1), (4, 2)]
     assert [[g["game_id"] for g in u["games"]] for u in data["updates"]] == [["g2"], ["g3"]]
@@ -151,24 +154,26 @@ async def test_get_games_snapshot_then_updates_after_since(start_hub):
     assert len(data["updates"][0]["games"]) == 5
 
 
+async def poll_in_flight(running, path: str) -> asyncio.Task:
+    """Start a long-poll and return once the hub has answered a request sent after it
+    (a health check): one event loop runs client and hub, so by then the poll has
+    reached the hub, and news posted now arrives while it waits."""
+    poll = asyncio.create_task(running.request("GET", path, key=BOB, timeout=20.0))
+    await running.health()
+    return poll
+
+
 async def test_long_poll_waits_and_returns_when_a_post_arrives(start_hub):
     running = await start_hub()
     answer = await running.post_games([future_game("g1")])
-    path = f"/games?epoch={answer['epoch']}&since={answer['seq']}&timeout=1"
-
-    async def post_later() -> None:
-        await asyncio.sleep(0.3)
-        await running.post_games([future_game("g2")])
-
-    poster = asyncio.create_task(post_later())
-    started = time.monotonic()
-    status, data, _ = await running.request("GET", path, key=BOB)
-    elapsed = time.monotonic() - started
-    await asyncio.wait_for(poster, 5)
+    path = f"/games?epoch={answer['epoch']}&since={answer['seq']}&timeout=30"
+    poll = await poll_in_flight(running, path)
+    assert not poll.done(), f"a poll with no news was answered at once: {poll.result()}"
+    await running.post_games([future_game("g2")])
+    status, data, _ = await within(poll, 10.0, "the waiting poll did not return the news")
     assert status == 200
-    assert 0.25 <= elapsed < 0.95, elapsed
     assert [(u["seq"], [g["game_id"] for g in u["games"]]) for u in data["updates"]] == [
-        (2, ["g2"])]
+        (2, ["g2"])], "the poll did not wait for the news posted while it was in flight"
 
 
 async def test_long_poll_is_bounded_by_its_timeout(start_hub):
@@ -176,27 +181,26 @@ async def test_long_poll_is_bounded_by_its_timeout(start_hub):
     answer = await running.post_games([future_game("g1")])
     path = f"/games?epoch={answer['epoch']}&since={answer['seq']}&timeout=1"
     started = time.monotonic()
-    status, data, _ = await running.request("GET", path, key=BOB)
-    elapsed = time.monotonic() - started
-    assert status == 200 and data["updates"] == [] and data["seq"] == 1
-    assert 0.9 <= elapsed < 3.0, elapsed
+    status, data, _ = await within(running.request("GET", path, key=BOB, timeout=20.0), 10.0,
+                                   "a 1 s poll without news did not end")
+    assert time.monotonic() - started >= 0.9  # it did wait for news
+    assert status == 200
+    assert data["updates"] == []
+    assert data["seq"] == 1
     # An update of other games is no news for a filtered poll: it keeps waiting.
     path = f"/games?epoch={answer['epoch']}&since=1&timeout=1&sports=basketball"
-
-    async def post_soccer() -> None:
-        await asyncio.sleep(0.2)
-        await running.post_games([future_game("g2")])
-
-    poster = asyncio.create_task(post_soccer())
     started = time.monotonic()
-    status, data, _ = await running.request("GET", path, key=BOB)
-    elapsed = time.monotonic() - started
-    await asyncio.wait_for(poster, 5)
-    assert status == 200 and data["updates"] == [] and data["seq"] == 2
-    assert 0.9 <= elapsed < 3.0, elapsed
+    poll = await poll_in_flight(running, path)
+    await running.post_games([future_game("g2")])
+    status, data, _ = await within(poll, 10.0, "a 1 s filtered poll did not end")
+    assert time.monotonic() - started >= 0.9, "soccer news ended a basketball poll"
+    assert status == 200
+    assert data["updates"] == []
+    assert data["seq"] == 2
     for bad in ("timeout=abc", "timeout=-1", "timeout=61", "since=x"):
         status, data, _ = await running.request("GET", f"/games?{bad}", key=BOB)
-        assert status == 400 and data["error"] == "malformed_request", bad
+        assert status == 400, bad
+        assert data["error"] == "malformed_request", bad
 
 
 # -- health and metrics --------------------------------------------------------------------
@@ -211,7 +215,8 @@ async def test_health_reports_connections_share_and_counters(start_hub):
     assert health["status"] == "ok"
     assert health["validator_hotkey"] == VALIDATOR.ss58_address
     assert (health["connections"], health["active_connections"]) == (0, 0)
-    assert health["registered_miners"] == 4 and health["connected_share"] == 0
+    assert health["registered_miners"] == 4
+    assert health["connected_share"] == 0
     assert health["uptime_s"] >= 0
     ws = await running.connect(BOB)
     await welcome_and_snapshot(ws)
@@ -243,7 +248,8 @@ async def test_health_reports_connections_share_and_counters(start_hub):
 async def test_health_without_a_bounded_registry(start_hub):
     running = await start_hub()
     health = await running.health()
-    assert health["registered_miners"] is None and health["connected_share"] is None
+    assert health["registered_miners"] is None
+    assert health["connected_share"] is None
     assert set(health) >= {"status", "connections", "active_connections", "registered_miners",
                            "connected_share", "uptime_s", "messages_in", "messages_out",
                            "errors"}

@@ -82,7 +82,8 @@ async def test_a_parse_error_naming_an_id_is_a_signed_rejection(parts: Parts):
     assert (outcome.data["status"], outcome.data["code"]) == ("rejected", "invalid_wager")
     assert outcome.data["prediction_id"] == wire["prediction_id"]
     assert verify_receipt(outcome.data, VALIDATOR.ss58_address)
-    assert parts.stats.predictions == {"rejected": 1} and not parts.stats.errors
+    assert parts.stats.predictions == {"rejected": 1}
+    assert not parts.stats.errors
 
 
 @pytest.mark.parametrize(("text", "code", "ref"), [
@@ -98,7 +99,8 @@ async def test_a_parse_error_without_an_id_is_unidentified(parts: Parts, text: s
     outcome = await parts.intake.accept_prediction(BOB.ss58_address, caught.value,
                                                    rate_checked=True)
     assert outcome == Unidentified(code, caught.value.message, ref)
-    assert parts.stats.errors == {code: 1} and not parts.stats.predictions
+    assert parts.stats.errors == {code: 1}
+    assert not parts.stats.predictions
 
 
 async def test_the_rate_is_taken_only_when_the_transport_has_not(parts: Parts):
@@ -126,7 +128,8 @@ async def test_a_closed_store_means_shutting_down(parts: Parts):
     outcome = await parts.intake.accept_prediction(BOB.ss58_address, _frame(prediction),
                                                    rate_checked=True)
     assert outcome == ShuttingDown(prediction.prediction_id)
-    assert parts.stats.errors == {ErrorCode.SHUTTING_DOWN: 1} and not parts.stats.predictions
+    assert parts.stats.errors == {ErrorCode.SHUTTING_DOWN: 1}
+    assert not parts.stats.predictions
 
 
 async def test_a_rejection_over_the_websocket_rate_is_counted_and_signed(parts: Parts):

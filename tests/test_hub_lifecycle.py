@@ -16,17 +16,12 @@ from pathlib import Path
 from sdk.models import Prediction
 from server_stub import GameSimulator
 
-from .conftest import (
-    eventually,
-    future_game,
-    miner_key,
-    receive_close,
-    receive_type,
-    send_prediction,
-    stop_hub,
-    welcome_and_snapshot,
-)
-from .hostile import assert_no_crash_logs
+from .kit.games import future_game
+from .kit.hostile import assert_no_crash_logs
+from .kit.hubkit import stop_hub
+from .kit.keys import miner_key
+from .kit.waiting import eventually
+from .kit.wire import receive_close, receive_type, send_prediction, welcome_and_snapshot
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")
@@ -55,7 +50,8 @@ async def test_graceful_shutdown_sends_1001_to_every_miner(start_hub):
     await asyncio.wait_for(closing, 10)
     assert codes == [1001, 1001]
     assert time.monotonic() - started < 5
-    assert running.hub.shutting_down and running.hub.sessions == {}
+    assert running.hub.shutting_down
+    assert running.hub.sessions == {}
     assert running.hub.stats.closes[1001] == 2
 
 

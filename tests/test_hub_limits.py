@@ -16,10 +16,10 @@ import pytest
 
 from sdk.models import Prediction
 
-from .conftest import (
-    eventually,
-    future_game,
-    miner_key,
+from .kit.games import future_game
+from .kit.keys import miner_key
+from .kit.waiting import eventually
+from .kit.wire import (
     receive_close,
     receive_json,
     receive_type,
@@ -101,7 +101,8 @@ async def test_binary_frame_gets_error_and_connection_lives(start_hub):
     await welcome_and_snapshot(ws)
     await ws.send_bytes(b'{"type":"heartbeat","data":{"time_ns":1}}')
     frame = await receive_json(ws)
-    assert frame["type"] == "error" and frame["data"]["code"] == "malformed_frame"
+    assert frame["type"] == "error"
+    assert frame["data"]["code"] == "malformed_frame"
     assert "binary" in frame["data"]["message"]
     await assert_alive(ws)
 

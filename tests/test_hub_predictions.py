@@ -16,16 +16,10 @@ from sdk.models import Prediction
 from sdk.signing import sign_prediction, verify_receipt
 from server_stub import HubClock
 
-from .conftest import (
-    VALIDATOR,
-    future_game,
-    miner_key,
-    receive_type,
-    send_frame,
-    send_prediction,
-    stop_hub,
-    welcome_and_snapshot,
-)
+from .kit.games import future_game
+from .kit.hubkit import stop_hub
+from .kit.keys import VALIDATOR, miner_key
+from .kit.wire import receive_type, send_frame, send_prediction, welcome_and_snapshot
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")
@@ -86,7 +80,8 @@ async def test_accepted_prediction_is_stored_once_with_a_verifiable_receipt(star
     running, ws = await miner_with_games(start_hub, game)
     prediction = Prediction.for_game(game, 0, 25.0, confidence_score=0.7, model_name="t")
     data = await submit(ws, BOB, prediction)
-    assert data["status"] == "accepted" and data["code"] == "ok"
+    assert data["status"] == "accepted"
+    assert data["code"] == "ok"
     assert_receipt(data)
     stored = rows(running.store_path, prediction.prediction_id)
     assert len(stored) == 1
@@ -101,7 +96,8 @@ async def test_duplicate_carries_the_original_receipt_time(start_hub):
     first = await submit(ws, BOB, prediction)
     assert first["status"] == "accepted"
     second = await submit(ws, BOB, prediction)
-    assert second["status"] == "duplicate" and second["code"] == "ok"
+    assert second["status"] == "duplicate"
+    assert second["code"] == "ok"
     assert second["received_at_ns"] == first["received_at_ns"]
     assert_receipt(second)
     assert len(rows(running.store_path, prediction.prediction_id)) == 1

@@ -10,19 +10,11 @@ import uuid
 
 import pytest
 
-from .conftest import (
-    VALIDATOR,
-    eventually,
-    future_game,
-    games_body,
-    miner_key,
-    receive_close,
-    receive_json,
-    receive_type,
-    send_frame,
-    stop_hub,
-    welcome_and_snapshot,
-)
+from .kit.games import future_game, games_body
+from .kit.hubkit import stop_hub
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
+from .kit.wire import receive_close, receive_json, receive_type, send_frame, welcome_and_snapshot
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")
@@ -59,14 +51,17 @@ async def test_welcome_has_every_contract_field_then_snapshot(start_hub):
     assert set(data) >= {"session_id", "validator_hotkey", "protocol", "server_time_ns",
                          "heartbeat_interval_s", "epoch", "seq", "resumed", "replayed",
                          "limits"}
-    assert isinstance(data["session_id"], str) and data["session_id"]
+    assert isinstance(data["session_id"], str)
+    assert data["session_id"]
     assert data["session_id"] == running.hub.sessions[BOB.ss58_address].session_id
     assert data["validator_hotkey"] == VALIDATOR.ss58_address
     assert data["protocol"] == "bt-ws/1"
     assert before <= data["server_time_ns"] <= after
     assert data["heartbeat_interval_s"] == 7.5
-    assert isinstance(data["epoch"], str) and data["epoch"] == running.hub.stream.epoch
-    assert isinstance(data["seq"], int) and data["seq"] == 1
+    assert isinstance(data["epoch"], str)
+    assert data["epoch"] == running.hub.stream.epoch
+    assert isinstance(data["seq"], int)
+    assert data["seq"] == 1
     assert data["resumed"] is False
     assert data["replayed"] == 0
     assert data["limits"] == {"max_frame_bytes": 32 * 1024, "messages_per_second": 12.0,
@@ -112,20 +107,24 @@ async def test_broadcast_reaches_matching_miners_only(start_hub):
     # Eve narrows her filter with a subscribe frame; the answer is a snapshot.
     await send_frame(subscriber, "subscribe", {"sports": [], "leagues": ["NBA"]})
     resub = await receive_type(subscriber, "game_update")
-    assert resub["data"]["snapshot"] is True and resub["data"]["games"] == []
+    assert resub["data"]["snapshot"] is True
+    assert resub["data"]["games"] == []
 
     answer = await running.post_games([future_game("g1")])
-    assert answer["seq"] == 1 and answer["epoch"] == running.hub.stream.epoch
+    assert answer["seq"] == 1
+    assert answer["epoch"] == running.hub.stream.epoch
     for ws in (everyone, soccer):
         update = await receive_type(ws, "game_update")
-        assert update["data"]["seq"] == 1 and ids(update["data"]) == ["g1"]
+        assert update["data"]["seq"] == 1
+        assert ids(update["data"]) == ["g1"]
         assert update["data"]["snapshot"] is False
 
     answer = await running.post_games([future_game("n1", sport="basketball", league="NBA")])
     assert answer["seq"] == 2
     for ws in (everyone, nba, subscriber):
         update = await receive_type(ws, "game_update")
-        assert update["data"]["seq"] == 2 and ids(update["data"]) == ["n1"]
+        assert update["data"]["seq"] == 2
+        assert ids(update["data"]) == ["n1"]
     # The soccer-only and NBA-only miners did not get the other update: their next
     # frame is the following one that matches them (with prev_seq pointing back).
     await running.post_games([future_game("g3"), future_game("n3", sport="basketball",
@@ -138,7 +137,8 @@ async def test_broadcast_reaches_matching_miners_only(start_hub):
         assert (update["data"]["seq"], update["data"]["prev_seq"], ids(update["data"])) == (
             3, 2, ["n3"])
     update = await receive_type(everyone, "game_update")
-    assert sorted(ids(update["data"])) == ["g3", "n3"] and update["data"]["prev_seq"] == 2
+    assert sorted(ids(update["data"])) == ["g3", "n3"]
+    assert update["data"]["prev_seq"] == 2
 
 
 async def test_one_game_update_per_admin_post(start_hub):
@@ -147,18 +147,22 @@ async def test_one_game_update_per_admin_post(start_hub):
     await welcome_and_snapshot(ws)
     games = [future_game(f"g{i}") for i in range(5)]
     answer = await running.post_games(games)
-    assert answer["seq"] == 1 and answer["changed"] == 5
+    assert answer["seq"] == 1
+    assert answer["changed"] == 5
     update = await receive_type(ws, "game_update")
     assert sorted(ids(update["data"])) == [f"g{i}" for i in range(5)]
     # Re-posting the same state changes nothing and broadcasts nothing; a changed
     # game does, and is the very next frame.
     answer = await running.post_games(games)
-    assert answer["seq"] == 1 and answer["changed"] == 0
+    assert answer["seq"] == 1
+    assert answer["changed"] == 0
     changed = games[2].model_copy(update={"team_a_odds": 1.9})
     answer = await running.post_games([changed, games[3]])
-    assert answer["seq"] == 2 and answer["changed"] == 1
+    assert answer["seq"] == 2
+    assert answer["changed"] == 1
     update = await receive_type(ws, "game_update")
-    assert update["data"]["seq"] == 2 and ids(update["data"]) == ["g2"]
+    assert update["data"]["seq"] == 2
+    assert ids(update["data"]) == ["g2"]
     assert update["data"]["games"][0]["team_a_odds"] == 1.9
     assert running.hub.stats.broadcasts == 2
 
@@ -169,9 +173,12 @@ async def test_admin_refuses_miner_key_and_bad_bodies(start_hub):
     await welcome_and_snapshot(ws)
     body = games_body([future_game("g1")])
     status, answer, _ = await running.request("POST", "/admin/games", key=BOB, body=body)
-    assert status == 403 and answer["error"] == "forbidden" and answer["detail"]
+    assert status == 403
+    assert answer["error"] == "forbidden"
+    assert answer["detail"]
     status, answer, _ = await running.request("POST", "/admin/games", body=body)
-    assert status == 401 and answer["error"] == "unauthorized"
+    assert status == 401
+    assert answer["error"] == "unauthorized"
     bad_bodies = [
         b"not json",
         b"[]",
@@ -184,12 +191,15 @@ async def test_admin_refuses_miner_key_and_bad_bodies(start_hub):
         status, answer, _ = await running.request("POST", "/admin/games", key=VALIDATOR,
                                                   body=bad)
         assert status == 400, (bad, answer)
-        assert answer["error"] == "malformed_request" and answer["detail"], bad
+        assert answer["error"] == "malformed_request", bad
+        assert answer["detail"], bad
     status, answer, _ = await running.request("POST", "/admin/games", key=VALIDATOR,
                                               body=bad_odds_body())
-    assert status == 400 and "games[1].team_a_odds" in answer["detail"]
+    assert status == 400
+    assert "games[1].team_a_odds" in answer["detail"]
     # Nothing was published by any refused post.
-    assert running.hub.stream.seq == 0 and running.hub.stream.games == {}
+    assert running.hub.stream.seq == 0
+    assert running.hub.stream.games == {}
     # An admin hotkey the validator was given may post.
     assert await stop_hub(running) == [1001]
     running = await start_hub(admin_hotkeys=frozenset({DAVE.ss58_address}),
@@ -204,7 +214,8 @@ async def test_subscribe_with_bad_fields_is_an_error_and_keeps_filter(start_hub)
     await welcome_and_snapshot(ws)
     await send_frame(ws, "subscribe", {"sports": "soccer"})  # not a list
     error = await receive_type(ws, "error")
-    assert error["data"]["code"] == "malformed_frame" and error["data"]["ref"] == "subscribe"
+    assert error["data"]["code"] == "malformed_frame"
+    assert error["data"]["ref"] == "subscribe"
     await running.post_games([future_game("n1", sport="basketball", league="NBA"),
                               future_game("g1")])
     update = await receive_type(ws, "game_update")
@@ -235,7 +246,8 @@ async def test_resume_replays_exactly_the_missed_updates_in_order(start_hub):
     assert welcome["type"] == "welcome"
     assert welcome["data"]["resumed"] is True
     assert welcome["data"]["replayed"] == 3
-    assert welcome["data"]["seq"] == 6 and welcome["data"]["epoch"] == epoch
+    assert welcome["data"]["seq"] == 6
+    assert welcome["data"]["epoch"] == epoch
     replayed = [(await receive_json(ws))["data"] for _ in range(3)]
     assert [u["seq"] for u in replayed] == [2, 4, 5]
     assert [u["prev_seq"] for u in replayed] == [1, 2, 4]
@@ -256,10 +268,12 @@ async def test_resume_with_nothing_missed_sends_no_snapshot(start_hub):
     await ws.close()
     ws = await running.connect(BOB, epoch=welcome["epoch"], since=snapshot["seq"])
     welcome = await receive_json(ws)
-    assert welcome["data"]["resumed"] is True and welcome["data"]["replayed"] == 0
+    assert welcome["data"]["resumed"] is True
+    assert welcome["data"]["replayed"] == 0
     await running.post_games([future_game("g2")])
     update = await receive_json(ws)  # the very next frame is the live update
-    assert update["type"] == "game_update" and update["data"]["snapshot"] is False
+    assert update["type"] == "game_update"
+    assert update["data"]["snapshot"] is False
     assert (update["data"]["seq"], update["data"]["prev_seq"]) == (2, 1)
 
 
@@ -273,14 +287,17 @@ async def test_resume_out_of_history_gets_snapshot(start_hub):
         await running.post_games([future_game(f"g{i}")])
     ws = await running.connect(BOB, epoch=welcome["epoch"], since=snapshot["seq"])
     welcome, snapshot = await welcome_and_snapshot(ws)
-    assert welcome["resumed"] is False and welcome["replayed"] == 0
-    assert snapshot["snapshot"] is True and snapshot["seq"] == 5
+    assert welcome["resumed"] is False
+    assert welcome["replayed"] == 0
+    assert snapshot["snapshot"] is True
+    assert snapshot["seq"] == 5
     assert sorted(ids(snapshot)) == [f"g{i}" for i in range(1, 6)]
     # Just inside the history (since = oldest - 1) still replays.
     await ws.close()
     ws = await running.connect(BOB, epoch=welcome["epoch"], since=3)
     welcome = await receive_json(ws)
-    assert welcome["data"]["resumed"] is True and welcome["data"]["replayed"] == 2
+    assert welcome["data"]["resumed"] is True
+    assert welcome["data"]["replayed"] == 2
 
 
 @pytest.mark.parametrize("query", [
@@ -297,7 +314,8 @@ async def test_resume_with_unusable_point_gets_snapshot(start_hub, query):
     ws = await running.connect(BOB, **query)
     welcome, snapshot = await welcome_and_snapshot(ws)
     assert welcome["resumed"] is False
-    assert snapshot["snapshot"] is True and sorted(ids(snapshot)) == ["g1", "g2"]
+    assert snapshot["snapshot"] is True
+    assert sorted(ids(snapshot)) == ["g1", "g2"]
 
 
 async def test_epoch_changes_across_restart_and_resume_gets_snapshot(start_hub):
@@ -310,7 +328,8 @@ async def test_epoch_changes_across_restart_and_resume_gets_snapshot(start_hub):
     ws = await restarted.connect(BOB, epoch=welcome["epoch"], since=snapshot["seq"])
     welcome2, snapshot2 = await welcome_and_snapshot(ws)
     assert welcome2["epoch"] != welcome["epoch"]
-    assert welcome2["resumed"] is False and snapshot2["snapshot"] is True
+    assert welcome2["resumed"] is False
+    assert snapshot2["snapshot"] is True
     assert ids(snapshot2) == ["g1"]  # games survive in the store
 
 
@@ -344,7 +363,8 @@ async def test_close_code_reaches_a_miner_that_reads_late(start_hub):
     await eventually(lambda: running.hub.stats.closes[4001] == 1)
     await asyncio.sleep(0.3)  # the first socket is not read meanwhile
     code, frames = await receive_close(first)
-    assert code == 4001 and frames == []
+    assert code == 4001
+    assert frames == []
 
 
 async def test_heartbeat_gets_an_immediate_echo(start_hub):
@@ -379,7 +399,8 @@ async def test_hub_sends_heartbeats_and_drops_a_silent_miner(start_hub):
         elapsed = time.monotonic() - started
         assert code == 1008
         hub_beats = [f for f in frames if f["type"] == "heartbeat"]
-        assert len(hub_beats) >= 2 and all(f["data"]["echo_ns"] is None for f in hub_beats)
+        assert len(hub_beats) >= 2
+        assert all(f["data"]["echo_ns"] is None for f in hub_beats)
         assert 3 * interval <= elapsed <= 3 * interval + 3
         # The miner that kept talking is still connected and served.
         assert CHARLIE.ss58_address in running.hub.sessions

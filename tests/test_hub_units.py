@@ -20,14 +20,10 @@ from server_stub.registry import Decision, read_allowlist
 from server_stub.store import PredictionRecord, StoreClosed
 from server_stub.stream import ALL_GAMES, GameFilter, GameStream
 
-from .conftest import (
-    VALIDATOR,
-    eventually,
-    future_game,
-    miner_key,
-    receive_close,
-    welcome_and_snapshot,
-)
+from .kit.games import future_game
+from .kit.keys import VALIDATOR, miner_key
+from .kit.waiting import eventually
+from .kit.wire import receive_close, welcome_and_snapshot
 
 BOB = miner_key("Bob")
 CHARLIE = miner_key("Charlie")
@@ -58,13 +54,15 @@ def test_stream_apply_counts_only_changes():
     stream = GameStream(8, epoch="e1")
     game = future_game("g1")
     record = stream.apply([game])
-    assert record is not None and (record.seq, [g.game_id for g in record.games]) == (1, ["g1"])
+    assert record is not None
+    assert (record.seq, [g.game_id for g in record.games]) == (1, ["g1"])
     # the same state again, even with a new last_update_date, is no change
     assert stream.apply([game.model_copy(update={"last_update_date": game.last_update_date
                                                  + timedelta(seconds=5)})]) is None
     assert stream.seq == 1
     record = stream.apply([game.model_copy(update={"team_a_odds": 2.0}), future_game("g2")])
-    assert record.seq == 2 and {g.game_id for g in record.games} == {"g1", "g2"}
+    assert record.seq == 2
+    assert {g.game_id for g in record.games} == {"g1", "g2"}
     assert stream.games["g1"].team_a_odds == 2.0
     assert [g.game_id for g in stream.snapshot(SOCCER)] == ["g1", "g2"]
     stream.forget(["g1", "missing"])
@@ -75,9 +73,10 @@ def test_stream_history_is_bounded():
     stream = GameStream(3, epoch="e1")
     for i in range(1, 8):
         stream.apply([future_game(f"g{i}")])
-    assert stream.seq == 7 and stream.oldest_seq == 5
+    assert stream.seq == 7
+    assert stream.oldest_seq == 5
     assert GameStream(2).oldest_seq == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="history_size must be at least 1"):
         GameStream(0)
 
 
@@ -135,7 +134,8 @@ def test_token_bucket_refills_up_to_capacity():
 
 def test_keyed_limiter_is_per_key_and_bounded():
     limiter = KeyedLimiter(rate=1.0, capacity=1.0, max_keys=3)
-    assert limiter.allow("a", 0.0) and not limiter.allow("a", 0.0)
+    assert limiter.allow("a", 0.0)
+    assert not limiter.allow("a", 0.0)
     assert limiter.allow("b", 0.0)
     assert limiter.retry_after("a") == pytest.approx(1.0)
     assert limiter.retry_after("never-seen") == 0.0
@@ -175,29 +175,46 @@ def _sign(key=BOB, path="/ws", receiver=VALIDATOR.ss58_address, **kw):
     return http_auth.sign(key, method="GET", path=path, receiver_ss58=receiver, **kw)
 
 
-def test_authenticate_maps_every_failure_to_status_and_code():
-    store = BoundedNonceStore()
+def test_authenticate_accepts_a_fresh_signed_request():
+    assert _auth(_sign(), BoundedNonceStore()) == BOB.ss58_address
+
+
+def _replayed(store: BoundedNonceStore) -> dict[str, str]:
     headers = _sign()
-    assert _auth(headers, store) == BOB.ss58_address
-    cases = [
-        ({}, 401, "unauthorized"),
-        ({**_sign(), http_auth.HEADER_NONCE: "x"}, 400, "malformed_request"),
-        (_sign(receiver=CHARLIE.ss58_address), 401, "wrong_receiver"),
-        (_sign(nonce_ns=time.time_ns() - 30 * 10**9), 401, "stale_request"),
-        (_sign(path="/other"), 401, "unauthorized"),
-        (headers, 401, "replayed_request"),
-    ]
-    for bad, status, code in cases:
-        with pytest.raises(HubHTTPError) as info:
-            _auth(bad, store)
-        assert (info.value.status, info.value.code) == (status, code), bad
-        assert info.value.detail
+    _auth(headers, store)  # accepted once
+    return headers
+
+
+@pytest.mark.parametrize(("make_headers", "status", "code", "detail"), [
+    pytest.param(lambda store: {}, 401, "unauthorized", "missing btauth/1 headers",
+                 id="unsigned"),
+    pytest.param(lambda store: {**_sign(), http_auth.HEADER_NONCE: "x"}, 400,
+                 "malformed_request", "Nonce is not a decimal integer", id="bad-nonce"),
+    pytest.param(lambda store: _sign(receiver=CHARLIE.ss58_address), 401, "wrong_receiver",
+                 "signed for a different receiving hotkey", id="other-receiver"),
+    pytest.param(lambda store: _sign(nonce_ns=time.time_ns() - 30 * 10**9), 401,
+                 "stale_request", "older than the 10s freshness window", id="stale"),
+    pytest.param(lambda store: _sign(path="/other"), 401, "unauthorized",
+                 "signature does not verify", id="other-path"),
+    pytest.param(_replayed, 401, "replayed_request", "nonce was already accepted",
+                 id="replayed"),
+])
+def test_authenticate_maps_each_failure_to_status_and_code(make_headers, status, code, detail):
+    store = BoundedNonceStore()
+    headers = make_headers(store)
+    with pytest.raises(HubHTTPError, match=f"^{status} {code}: .*{detail}") as info:
+        _auth(headers, store)
+    assert (info.value.status, info.value.code) == (status, code)
+
+
+def test_authenticate_asks_to_retry_when_the_nonce_store_is_full():
     full = BoundedNonceStore(max_entries=100)
     for nonce in range(100):
         full.check_and_store("someone", nonce)
-    with pytest.raises(HubHTTPError) as info:
+    with pytest.raises(HubHTTPError, match=r"^429 .*try again shortly") as info:
         _auth(_sign(), full)
-    assert info.value.status == 429 and info.value.retry_after
+    assert info.value.status == 429
+    assert info.value.retry_after
 
 
 # -- registries ------------------------------------------------------------------------------
@@ -213,7 +230,8 @@ async def test_static_registries():
     assert allow.check(BOB.ss58_address) is Decision.ALLOWED
     assert allow.check("5Unknown") is Decision.NOT_REGISTERED
     assert allow.check(CHARLIE.ss58_address) is Decision.BLACKLISTED
-    assert allow.registered_count() == 1 and allow.is_registered(BOB.ss58_address)
+    assert allow.registered_count() == 1
+    assert allow.is_registered(BOB.ss58_address)
     await allow.start(lambda removed: asyncio.sleep(0))
     await allow.stop()
 
@@ -280,7 +298,9 @@ async def test_metagraph_registry_retries_until_first_fetch(start_hub):
     registry = MetagraphRegistry(chain.fetch, refresh_interval=60.0, retry_interval=0.05)
     running = await start_hub(registry=registry)
     status, body, headers = await running.handshake_status(BOB)
-    assert status == 503 and body["error"] == "shutting_down" and "registry" in body["detail"]
+    assert status == 503
+    assert body["error"] == "shutting_down"
+    assert "registry" in body["detail"]
     assert int(headers["Retry-After"]) >= 1
     chain.fail = False
     await eventually(lambda: registry.registered_count() == 1)
@@ -297,16 +317,19 @@ async def test_deregistered_miner_is_closed_with_4003(start_hub):
     await welcome_and_snapshot(bob)
     await welcome_and_snapshot(charlie)
     health = await running.health()
-    assert health["registered_miners"] == 2 and health["connected_share"] == 1.0
+    assert health["registered_miners"] == 2
+    assert health["connected_share"] == 1.0
     chain.hotkeys.remove(BOB.ss58_address)
     code, _ = await receive_close(bob)
     assert code == 4003
     assert CHARLIE.ss58_address in running.hub.sessions
     assert running.hub.stats.closes[4003] == 1
     status, body, _ = await running.handshake_status(BOB)
-    assert status == 403 and body["error"] == "not_registered"
+    assert status == 403
+    assert body["error"] == "not_registered"
     health = await running.health()
-    assert health["registered_miners"] == 1 and health["connected_share"] == 1.0
+    assert health["registered_miners"] == 1
+    assert health["connected_share"] == 1.0
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -334,9 +357,11 @@ async def test_store_is_idempotent_per_miner_and_prediction(tmp_path: Path):
     store = await PredictionStore(path).open()
     try:
         first = await store.record(_record("p1", received_at_ns=111))
-        assert first.stored and first.receipt["received_at_ns"] == 111
+        assert first.stored
+        assert first.receipt["received_at_ns"] == 111
         again = await store.record(_record("p1", received_at_ns=222, wager=99.0))
-        assert not again.stored and again.receipt["received_at_ns"] == 111
+        assert not again.stored
+        assert again.receipt["received_at_ns"] == 111
         # Two writes of one key in the same group commit: still one row.
         a, b = await asyncio.gather(store.record(_record("p2", received_at_ns=5)),
                                     store.record(_record("p2", received_at_ns=6)))
@@ -368,9 +393,10 @@ async def test_store_keeps_games_and_rows_across_reopen(tmp_path: Path):
     store = await PredictionStore(path).open()
     try:
         games = {g.game_id: g for g in await store.load_games()}
-        assert set(games) == {"g1", "n1"} and games["g1"].team_a_odds == 1.5
+        assert set(games) == {"g1", "n1"}
+        assert games["g1"].team_a_odds == 1.5
         assert not (await store.record(_record("p1"))).stored
     finally:
         await store.close()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown synchronous mode 'SOMETIMES'"):
         PredictionStore(path, synchronous="SOMETIMES")

@@ -22,8 +22,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .conftest import eventually, future_game, miner_key, receive_json, welcome_and_snapshot
-from .hostile import (
+from .kit.games import future_game
+from .kit.hostile import (
     OP_CONT,
     OP_PING,
     OP_TEXT,
@@ -34,6 +34,9 @@ from .hostile import (
     latency_figures,
     throwaway_keys,
 )
+from .kit.keys import miner_key
+from .kit.waiting import eventually, within
+from .kit.wire import receive_json, welcome_and_snapshot
 
 # every raw socket a test opens is aborted before its hub stops
 pytestmark = pytest.mark.usefixtures("raw_sockets_aborted")
@@ -80,7 +83,8 @@ async def test_connection_limit_under_a_concurrent_burst(start_hub, bystanders, 
     assert (await late.recv_json())["type"] == "welcome"
     await bystander.stop()
     health = await running.health()
-    assert health["status"] == "ok" and health["active_connections"] == 30
+    assert health["status"] == "ok"
+    assert health["active_connections"] == 30
     for ws in [*admitted[1:], late]:
         ws.abort()
     assert_no_crash_logs(caplog.records)
@@ -161,7 +165,8 @@ async def broadcast_run(start_hub, tmp_path, stalled: int) -> dict[str, Any]:
         code, frames = await ws.recv_close(timeout=10.0)
         seqs = [f["data"]["seq"] for f in frames
                 if f["type"] == "game_update" and not f["data"]["snapshot"]]
-        assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) < POSTS
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert len(seqs) < POSTS
         closes.append(code)
         ws.abort()
     return {"latency": latency_figures(latencies), "duration_s": round(duration, 2),
@@ -219,7 +224,10 @@ async def test_ping_flood_that_never_reads_is_dropped(start_hub, bystanders, cap
             await asyncio.sleep(0)
 
     flooding = asyncio.create_task(flood())
-    await eventually(lambda: BOB.ss58_address not in running.hub.sessions, timeout=10.0)
+    # The drop is due after about 4 s (3 missed heartbeats, then a 1 s close, plus slack):
+    # awaited with a bound a loaded machine cannot reach unless the drop never comes.
+    await within(eventually(lambda: BOB.ss58_address not in running.hub.sessions,
+                            timeout=60.0), 15.0, "the ping flooder was not dropped")
     dropped_after = time.monotonic() - started
     flooding.cancel()
     await asyncio.gather(flooding, return_exceptions=True)
@@ -228,8 +236,7 @@ async def test_ping_flood_that_never_reads_is_dropped(start_hub, bystanders, cap
     ws.abort()
     print(f"\nping flood ({sent} pings sent, none read): dropped after {dropped_after:.2f} s "
           f"(heartbeat 0.5 s, close timeout 1 s); bystander {figures['update_latency']}")
-    assert dropped_after < 3 * 0.5 + 0.5 + 1.0 + 1.0
-    assert running.hub.stats.closes[1008] == 1
+    assert running.hub.stats.closes[1008] == 1  # by the heartbeat timeout
     assert (await running.health())["active_connections"] == 1
     assert_no_crash_logs(caplog.records)
 
@@ -252,14 +259,15 @@ async def test_endless_empty_fragments_are_not_liveness(start_hub, bystanders, c
 
     dribbling = asyncio.create_task(dribble())
     try:
-        code, _ = await ws.recv_close(timeout=10.0)
+        code, _ = await within(ws.recv_close(timeout=60.0), 15.0,
+                               "the never-ending message was not cut off")
     finally:
         dribbling.cancel()
         await asyncio.gather(dribbling, return_exceptions=True)
     elapsed = time.monotonic() - started
     ws.abort()
-    assert code == 1008, code
-    assert 1.0 <= elapsed < 4.0, elapsed
+    assert code == 1008, code  # the heartbeat timeout: fragments are not liveness
+    assert elapsed >= 1.0, f"dropped after {elapsed:.2f} s, before any heartbeat was due"
     await bystander.stop()
     assert_no_crash_logs(caplog.records)
 

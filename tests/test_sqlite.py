@@ -38,7 +38,8 @@ async def test_a_failing_op_fails_alone_and_the_rest_of_its_batch_commits(tmp_pa
                db.submit(insert("b", None)),  # NOT NULL violation
                db.submit(insert("c", 3))]
     outcomes = await asyncio.gather(*futures, return_exceptions=True)
-    assert outcomes[0] == 1 and outcomes[3] == 1
+    assert outcomes[0] == 1
+    assert outcomes[3] == 1
     assert isinstance(outcomes[1], sqlite3.IntegrityError)
     assert isinstance(outcomes[2], sqlite3.IntegrityError)
     rows = await db.submit(lambda c: c.execute("SELECT k, v FROM t ORDER BY k").fetchall())

@@ -33,7 +33,10 @@ from bittensor.keyfiles import Keypair
 from sdk.models import Game, Prediction
 from sdk.signing import verify_receipt
 
-from .conftest import VALIDATOR, RunningHub, future_game, receive_json, send_prediction
+from .games import future_game
+from .hubkit import RunningHub
+from .keys import VALIDATOR
+from .wire import receive_json, send_prediction
 
 OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
@@ -382,7 +385,8 @@ class Bystander:
         welcome = await receive_json(self.ws)
         assert welcome["type"] == "welcome", welcome
         snapshot = await receive_json(self.ws)
-        assert snapshot["type"] == "game_update" and snapshot["data"]["snapshot"]
+        assert snapshot["type"] == "game_update"
+        assert snapshot["data"]["snapshot"]
         self.first_seq = snapshot["data"]["seq"]
         self._tasks = [asyncio.create_task(self._read(), name="bystander-read"),
                        asyncio.create_task(self._drive(), name="bystander-drive")]

@@ -1,5 +1,6 @@
-"""Helpers for the ValidatorConnection tests: watching a connection's updates and
-states from background tasks (bounded waits only) and reading the hub's SQLite file."""
+"""Helpers for the ValidatorConnection tests: options that keep them fast, watching a
+connection's updates and states from background tasks (bounded waits only) and reading the
+hub's SQLite file."""
 
 from __future__ import annotations
 
@@ -15,9 +16,18 @@ from typing import Any
 from sdk.connection import ConnectionState, ValidatorConnection
 from sdk.errors import BettensorWSError
 from sdk.frames import Confirmation, GameUpdate
+from sdk.options import ConnectionOptions
 from sdk.signing import verify_receipt
 
-from .conftest import VALIDATOR
+from .hubkit import RunningHub
+from .keys import VALIDATOR
+from .waiting import eventually
+
+FAST_CLIENT = ConnectionOptions(
+    backoff_base=0.02, backoff_cap=0.25, handshake_timeout=2.0,
+    heartbeat_interval_s=0.5, fallback_after=3, ws_probe_interval=0.3,
+    long_poll_timeout=1.0, cutoff_margin_s=0.0, ready_timeout=10.0)
+"""ValidatorConnection options that keep client tests fast."""
 
 
 class _Watcher:
@@ -133,3 +143,12 @@ def assert_verified_receipt(confirmation: Confirmation, miner_hotkey: str) -> No
     assert verify_receipt(data, VALIDATOR.ss58_address), data
     assert confirmation.miner_hotkey == miner_hotkey
     assert confirmation.status in ("accepted", "duplicate"), data
+
+
+async def heartbeats_reach(running: RunningHub, count: int, timeout: float = 5.0) -> None:
+    """Await ``count`` more miner heartbeats at the hub (bounded): the positive signal that
+    a live link saw time pass, before a test asserts that something did *not* happen in
+    that time (a retry, a reconnect)."""
+    seen = running.hub.stats.messages_in["heartbeat"]
+    await eventually(lambda: running.hub.stats.messages_in["heartbeat"] >= seen + count,
+                     timeout)
