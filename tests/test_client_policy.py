@@ -22,7 +22,7 @@ from sdk.errors import (
 )
 from sdk.reconnect import Decision, Fail, Fallback, Wait, refusal_detail
 
-from .conftest import VALIDATOR, miner_key
+from .kit.keys import VALIDATOR, miner_key
 
 BASE = 0.5
 CAP = 1000.0

@@ -23,7 +23,9 @@ from server_stub.predictions import PredictionDesk
 from server_stub.stats import HubStats
 from server_stub.stream import GameStream
 
-from .conftest import VALIDATOR, future_game, miner_key, prediction_data
+from .kit.games import future_game
+from .kit.keys import VALIDATOR, miner_key
+from .kit.wire import prediction_data
 
 BOB = miner_key("Bob")
 GAME = future_game("g1")
