@@ -67,7 +67,8 @@ class LocalHub:
                  registry: MinerRegistry | None = None,
                  feed: GameFeed | Literal["simulator"] | None = "simulator",
                  clock: HubClock | None = None, store_path: str | Path | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0,
+                 keepalive_timeout: float = 75.0) -> None:
         self.config = config or brisk_config()
         self.signer = signer if signer is not None else Keypair.create_from_uri(
             DEFAULT_VALIDATOR_URI)
@@ -78,6 +79,7 @@ class LocalHub:
         self.clock = clock
         self.host = host
         self.port = port
+        self.keepalive_timeout = keepalive_timeout
         self._given_store_path = Path(store_path) if store_path is not None else None
         self.store_path: Path | None = self._given_store_path
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -133,7 +135,7 @@ class LocalHub:
         app = create_app(self.config, signer=self.signer, store_path=store_path,
                          registry=self.registry, feed=self.feed, clock=self.clock)
         runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                               shutdown_timeout=5.0)
+                               shutdown_timeout=5.0, keepalive_timeout=self.keepalive_timeout)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()

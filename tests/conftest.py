@@ -12,11 +12,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from bittensor.keyfiles import Keypair
 
 from sdk.options import ConnectionOptions
-from server_stub import HubConfig, create_app
+from server_stub import HubConfig
+from server_stub.testing import LocalHub
 
 from .kit.clientkit import FAST_CLIENT
 from .kit.hubkit import RunningHub
@@ -33,10 +33,9 @@ async def start_hub(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
                     clock: Any = None, **overrides: Any) -> RunningHub:
         config = HubConfig(**{"heartbeat_interval_s": 5.0, **overrides})
         path = store_path or tmp_path / "hub.sqlite3"
-        app = create_app(config, signer=VALIDATOR, store_path=path, registry=registry,
-                         feed=feed, clock=clock)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
+        server = LocalHub(config=config, signer=VALIDATOR, store_path=path, registry=registry,
+                          feed=feed, clock=clock)
+        await server.start()
         hub = RunningHub(server=server, session=session, store_path=path, config=config)
         running.append(hub)
         return hub
@@ -45,7 +44,7 @@ async def start_hub(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     for hub in running:
         for ws in hub.sockets:
             await ws.close()
-        await hub.server.close()
+        await hub.server.stop()
     await session.close()
 
 

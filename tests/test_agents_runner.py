@@ -15,13 +15,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from bittensor.keyfiles import Keypair
 
 from agents import Agent, AgentContext, AgentRunner, FavoriteAgent, Pick, ValueAgent
 from sdk import ConnectionOptions, ConnectionState, Prediction, ValidatorConnection
 from sdk.models import Game
-from server_stub import HubClock, HubConfig, OpenRegistry, create_app
+from server_stub import HubClock, HubConfig, OpenRegistry
+from server_stub.testing import LocalHub
 
 from .kit.games import future_game
 from .kit.hubkit import RunningHub
@@ -60,9 +60,9 @@ async def start_validator(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         key = Keypair.create_from_uri(uri)
         config = HubConfig(**{"heartbeat_interval_s": 5.0, **overrides})
         path = tmp_path / f"hub-{uri.strip('/')}.sqlite3"
-        app = create_app(config, signer=key, store_path=path, clock=clock, registry=registry)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
+        server = LocalHub(config=config, signer=key, store_path=path, clock=clock,
+                          registry=registry, feed=None)
+        await server.start()
         hub = ValidatorHub(server=server, session=session, store_path=path, config=config,
                            key=key)
         running.append(hub)
@@ -70,7 +70,7 @@ async def start_validator(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     yield start
     for hub in running:
-        await hub.server.close()
+        await hub.server.stop()
     await session.close()
 
 
@@ -390,7 +390,7 @@ async def test_one_failing_validator_does_not_stop_the_others(start_validator):
     await runner.start()
     try:
         await eventually(lambda: runner.stats.accepted == 1, timeout=10)
-        await bad.server.close()  # and one hub goes away entirely
+        await bad.server.stop()  # and one hub goes away entirely
         await good.post_games(games_at(timedelta(hours=4), "g2"))
         await eventually(lambda: runner.stats.accepted == 2, timeout=10)
         assert per_game(hub_rows(good)) == {"g1": 1, "g2": 1}

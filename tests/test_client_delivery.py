@@ -154,7 +154,7 @@ async def test_hub_restart_mid_burst_loses_nothing_and_stores_nothing_twice(
     submits = [asyncio.create_task(submit_staggered(conn, p, 1.5)) for p in predictions]
     # restart once a part of the burst is confirmed and the rest is still coming
     await eventually(lambda: sum(t.done() for t in submits) >= 60, 20.0)
-    await running.server.close()
+    await running.server.stop()
     stored_before = len(await hub_rows_by_id(running.store_path))
     assert 0 < stored_before < len(predictions)
     restarted = await start_hub(store_path=running.store_path, **BURST)

@@ -383,9 +383,8 @@ async def test_a_hub_that_is_down_is_waited_for_not_replaced_by_http(tmp_path, m
     (a reconnect storm measured with bench/storm.py once sent clients there)."""
     import socket
 
-    from aiohttp.test_utils import TestServer
-
-    from server_stub import HubConfig, create_app
+    from server_stub import HubConfig
+    from server_stub.testing import LocalHub
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -394,17 +393,16 @@ async def test_a_hub_that_is_down_is_waited_for_not_replaced_by_http(tmp_path, m
     states = StateLog(conn)
     await conn.start()
     await eventually(lambda: states.count(S.BACKOFF) >= 3, 10.0)  # refused 3 times
-    app = create_app(HubConfig(heartbeat_interval_s=5.0), signer=VALIDATOR,
-                     store_path=tmp_path / "late.sqlite3")
-    server = TestServer(app, host="127.0.0.1", port=port)
-    await server.start_server()
+    server = LocalHub(config=HubConfig(heartbeat_interval_s=5.0), signer=VALIDATOR,
+                      store_path=tmp_path / "late.sqlite3", feed=None, port=port)
+    await server.start()
     try:
         await conn.wait_ready(15.0)
         assert conn.state is S.OPEN
         assert S.FALLBACK_HTTP not in states.states
     finally:
         await conn.close()
-        await server.close()
+        await server.stop()
 
 
 def test_only_failed_upgrades_count_towards_the_http_fallback():

@@ -45,7 +45,7 @@ async def test_graceful_shutdown_sends_1001_to_every_miner(start_hub):
     for ws in sockets:
         await welcome_and_snapshot(ws)
     started = time.monotonic()
-    closing = asyncio.create_task(running.server.close())
+    closing = asyncio.create_task(running.server.stop())
     codes = [(await receive_close(ws))[0] for ws in sockets]
     await asyncio.wait_for(closing, 10)
     assert codes == [1001, 1001]
@@ -66,7 +66,7 @@ async def test_shutdown_confirms_and_stores_every_prediction_in_flight(start_hub
         await send_prediction(ws, BOB, prediction)
     # As soon as the hub has read them all, stop it: commits may still be pending.
     await eventually(lambda: running.hub.stats.messages_in["prediction"] == 40)
-    closing = asyncio.create_task(running.server.close())
+    closing = asyncio.create_task(running.server.stop())
     code, frames = await receive_close(ws, timeout=10)
     await asyncio.wait_for(closing, 10)
     assert code == 1001
@@ -95,7 +95,7 @@ async def test_shutdown_is_bounded_with_a_miner_that_never_reads(start_hub):
             break
     assert session.queued >= 3, "the stalled miner's socket never filled"
     started = time.monotonic()
-    closing = asyncio.create_task(running.server.close())
+    closing = asyncio.create_task(running.server.stop())
     code, _ = await receive_close(healthy)
     assert code == 1001
     await asyncio.wait_for(closing, 10)

@@ -22,13 +22,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from bittensor import http_auth
 
 from sdk.models import Prediction
 from sdk.signing import sign_prediction, verify_receipt
 from sdk.validation import wager_day
-from server_stub import AllowListRegistry, HubConfig, create_app
+from server_stub import AllowListRegistry, HubConfig
+from server_stub.testing import LocalHub
 
 from .kit.games import future_game, games_body
 from .kit.hostile import (
@@ -470,10 +470,10 @@ async def test_slowloris_heads_do_not_block_miners_and_time_out(start_hub, bysta
     it opened, dribbling or not (run_app's default, used by the CLI: 75 s; here 1.5 s):
     the 200 sockets are closed and the server holds no connection for them."""
     caplog.set_level(logging.WARNING)
-    app = create_app(HubConfig(heartbeat_interval_s=5.0), signer=VALIDATOR,
-                     store_path=tmp_path / "slowloris.sqlite3")
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server(keepalive_timeout=1.5)
+    server = LocalHub(config=HubConfig(heartbeat_interval_s=5.0), signer=VALIDATOR,
+                      store_path=tmp_path / "slowloris.sqlite3", feed=None,
+                      keepalive_timeout=1.5)
+    await server.start()
     session = aiohttp.ClientSession()
     running = RunningHub(server=server, session=session, store_path=tmp_path / "x",
                          config=HubConfig())
@@ -523,7 +523,7 @@ async def test_slowloris_heads_do_not_block_miners_and_time_out(start_hub, bysta
     finally:
         for ws in running.sockets:
             await ws.close()
-        await server.close()
+        await server.stop()
         await session.close()
     assert_no_crash_logs(caplog.records)
 

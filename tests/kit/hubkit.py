@@ -11,13 +11,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 from bittensor import http_auth
 from bittensor.keyfiles import Keypair
 from yarl import URL
 
 from sdk.models import Game
-from server_stub import HUB_KEY, Hub, HubConfig
+from server_stub import Hub, HubConfig
+from server_stub.testing import LocalHub
 
 from .keys import VALIDATOR
 from .wire import receive_close
@@ -27,7 +27,7 @@ from .wire import receive_close
 class RunningHub:
     """A hub served on loopback, with helpers to talk to it like a miner would."""
 
-    server: TestServer
+    server: LocalHub
     session: aiohttp.ClientSession
     store_path: Path
     config: HubConfig
@@ -35,7 +35,7 @@ class RunningHub:
 
     @property
     def hub(self) -> Hub:
-        return self.server.app[HUB_KEY]
+        return self.server.hub
 
     @property
     def validator_hotkey(self) -> str:
@@ -125,7 +125,7 @@ async def stop_hub(running: RunningHub, timeout: float = 15.0) -> list[int | Non
     open_sockets = [ws for ws in running.sockets if not ws.closed]
     readers = [asyncio.create_task(receive_close(ws, timeout=timeout)) for ws in open_sockets]
     try:
-        await asyncio.wait_for(running.server.close(), timeout)
+        await asyncio.wait_for(running.server.stop(), timeout)
         results = await asyncio.gather(*readers)
     finally:
         for reader in readers:
