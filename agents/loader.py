@@ -43,7 +43,7 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
     found: dict[str, metadata.EntryPoint] = {}
     try:
         points = metadata.entry_points(group=ENTRY_POINT_GROUP)
-    except Exception as exc:  # broken metadata of some installed distribution
+    except Exception as exc:  # noqa: BLE001 - any installed distribution's metadata may be broken
         log.warning("cannot read the %s entry points: %s", ENTRY_POINT_GROUP, exc)
         return found
     for point in points:
@@ -67,7 +67,7 @@ def _import_path(path: str) -> Any:
                 "(is it installed, or on PYTHONPATH?)") from exc
         raise AgentLoadError(f"cannot load agent {path!r}: importing {module_name!r} "
                              f"failed because module {missing!r} is missing") from exc
-    except Exception as exc:
+    except Exception as exc:  # importing user code may raise anything: say what and where
         raise AgentLoadError(f"cannot load agent {path!r}: importing {module_name!r} "
                              f"raised {type(exc).__name__}: {exc}") from exc
     target: Any = module
@@ -117,7 +117,7 @@ def _resolve(spec: str) -> type[Agent] | Agent:
             + f"; available: {', '.join(names)}; or give 'package.module:ClassName'")
     try:
         loaded = point.load()
-    except Exception as exc:
+    except Exception as exc:  # third-party code may raise anything: say what and where
         raise AgentLoadError(f"agent {text!r} (entry point {point.value!r} in group "
                              f"{ENTRY_POINT_GROUP!r}) failed to load: "
                              f"{type(exc).__name__}: {exc}") from exc
@@ -177,7 +177,7 @@ def available_agents() -> dict[str, str]:
             continue
         try:
             loaded = _check_agent(point.load(), f"entry point {name!r}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - third-party code: shown in the listing
             listing[name] = f"(cannot load {point.value}: {type(exc).__name__}: {exc})"
             continue
         listing[name] = loaded.description

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from sdk.codes import ConfirmationStatus, ErrorCode
 from sdk.connection import ConnectionState, ValidatorConnection
-from sdk.errors import LinkError, PredictionRejected, ReceiptError
+from sdk.errors import BettensorWSError, LinkError, PredictionRejected, ReceiptError
 from sdk.frames import Confirmation, GameUpdate
 from sdk.models import Game, Prediction
 from sdk.outbox import COUNTED_STATUSES
@@ -196,7 +196,7 @@ class AgentRunner:
             stats.agent_errors += 1
             logger.error("agent %r: %s did not finish within %.1fs; skipped",
                          self.agent.name, what, self.agent_timeout_s)
-        except Exception:
+        except Exception:  # an agent's bug costs that one call, never the runner
             stats.agent_errors += 1
             logger.exception("agent %r raised in %s", self.agent.name, what)
         return False, None
@@ -248,7 +248,7 @@ class _ValidatorWorker:
                 await self._pass()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception:  # a bug ends this validator's loop (logged), never the others
             self.stats.errors += 1
             self.log.exception("runner for validator %s failed", self.hotkey)
         finally:
@@ -299,14 +299,14 @@ class _ValidatorWorker:
                 self.wake.set()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the connection's permanent error
+        except BettensorWSError as exc:  # the connection's permanent error ends the stream
             self.log.error("validator %s: game updates ended: %s", self.hotkey, exc)
         finally:
             self.updates_closed = True
             self.wake.set()
 
     async def _read_confirmations(self, confirmations: AsyncIterator[Confirmation]) -> None:
-        with contextlib.suppress(Exception):  # ends with the connection
+        with contextlib.suppress(BettensorWSError):  # ends with the connection's error
             async for confirmation in confirmations:
                 ctx = await self._context()
                 await self.runner.call_agent("on_confirmation", self.agent.on_confirmation,
@@ -324,10 +324,12 @@ class _ValidatorWorker:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
         if self.started:
-            with contextlib.suppress(Exception):
+            try:
                 ctx = await self._context()
                 await self.runner.call_agent("on_stop", self.agent.on_stop, ctx,
                                              stats=self.stats, logger=self.log)
+            except Exception:  # shutting down goes on whatever on_stop needed (logged)
+                self.log.warning("on_stop could not run", exc_info=True)
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
@@ -382,7 +384,7 @@ class _ValidatorWorker:
                  and self.attempts[i] < self.runner.max_attempts
                  and self._open(table[i], cutoff) and self.agent.interested_in(table[i])),
                 key=lambda g: (g.event_start_date, g.game_id))
-        except Exception:
+        except Exception:  # an agent's bug costs this pass, never the runner
             self.stats.agent_errors += 1
             self.log.exception("agent %r raised in interested_in", self.agent.name)
             return
@@ -492,7 +494,7 @@ class _ValidatorWorker:
                                  "outbox and is resent", prediction.prediction_id, game_id,
                                  exc or "timeout")
                 return
-            except Exception:
+            except Exception:  # unexpected: counted and logged, never fatal to the runner
                 self.stats.errors += 1
                 self.log.exception("submitting %s on %s failed", prediction.prediction_id,
                                    game_id)

@@ -168,7 +168,7 @@ async def run_one(server: common.ServerProcess, *, hub: bool, miners: int, updat
                   paced: int, compress: int, token: str) -> dict[str, Any]:
     keys = common.miner_keys(miners) if hub else None
     total = _WARMUP + updates + paced
-    warm = range(0, _WARMUP)
+    warm = range(_WARMUP)
     burst = range(_WARMUP, _WARMUP + updates)
     steady = range(_WARMUP + updates, total)
     sink = Deliveries(token, miners, total)

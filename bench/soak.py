@@ -476,7 +476,7 @@ class _Soak:
         async def ready(conn: ValidatorConnection) -> bool:
             try:
                 await conn.wait_ready(timeout)
-            except Exception:  # timeout, or the connection gave up (counted in (f))
+            except Exception:  # noqa: BLE001 - timeout, or the connection gave up (counted in (f))
                 return False
             return True
 

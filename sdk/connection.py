@@ -402,7 +402,7 @@ class ValidatorConnection:
         if self._on_state_change is not None:
             try:
                 self._on_state_change(state)
-            except Exception:
+            except Exception:  # a user's callback must never stop the connection
                 log.exception("on_state_change callback failed")
 
     def _close_channels(self, error: BaseException | None) -> None:

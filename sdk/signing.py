@@ -65,7 +65,7 @@ def sign_object(signer: Signer, obj: Any) -> str:
     """Sign the canonical bytes of ``obj``; returns ``0x``-hex."""
     try:
         signature = signer.sign(canonical_bytes(obj))
-    except Exception as exc:
+    except Exception as exc:  # signers are pluggable (hardware, remote): any failure
         raise SigningError(f"signing failed: {exc}") from exc
     if not isinstance(signature, bytes | bytearray):
         raise SigningError("signer returned no bytes (asynchronous signers are not supported)")

@@ -114,7 +114,7 @@ class GroupCommitDB:
             try:
                 results = await loop.run_in_executor(self._executor, self._run_batch,
                                                      [op for op, _ in batch])
-            except Exception as exc:  # the whole transaction rolled back
+            except Exception as exc:  # noqa: BLE001 - rolled back; each caller gets the error
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)

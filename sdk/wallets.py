@@ -56,5 +56,5 @@ def key_from_uri(uri: str) -> Keypair:
 
     try:
         return Keypair.create_from_uri(uri)
-    except Exception as exc:  # the key derivation fails in many types; say why once
+    except ValueError as exc:  # invalid secret uri: InvalidPhrase, InvalidFormat...
         raise WalletError(f"{uri!r} is not a usable key URI: {exc}") from None

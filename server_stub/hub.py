@@ -117,7 +117,7 @@ class Hub:
             await asyncio.sleep(self.config.tick_interval_s)
             try:
                 changes = self.feed.step(self.clock.now())
-            except Exception:
+            except Exception:  # feeds are pluggable: one bad tick must not stop the hub
                 log.exception("game feed failed; skipping this tick")
                 continue
             if changes:

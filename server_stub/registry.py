@@ -153,7 +153,7 @@ class MetagraphRegistry:
         self._on_removed = on_removed
         try:
             await self.refresh()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a pluggable fetch from a remote chain
             self.failures += 1
             log.warning("metagraph fetch failed (will retry): %s", exc)
         self._task = asyncio.create_task(self._loop(), name="metagraph-refresh")
@@ -166,7 +166,7 @@ class MetagraphRegistry:
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever failed, keep the last list
                 self.failures += 1
                 log.warning("metagraph refresh failed (keeping the last list): %s", exc)
 

@@ -98,7 +98,8 @@ class MinerSession:
                 self._on_sent(1)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the peer went away mid-send; the reader notices too
+        except Exception as exc:  # noqa: BLE001 - a dying link fails in many ways; the reader
+            # notices too, and this must only ever end this miner's sender
             log.debug("send to %s stopped: %s", self.hotkey, exc)
 
     async def drain(self, timeout: float) -> None:
@@ -147,7 +148,8 @@ class MinerSession:
             self._abort_if_unsent()
             await self.stop_sender()
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a dying link fails in many ways; the
+            # transport is dropped below whatever happened
             log.debug("close of %s did not complete: %r", self.hotkey, exc)
         await self.stop_sender()
         # The close frame can still sit in the transport buffer behind frames the

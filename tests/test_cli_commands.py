@@ -20,11 +20,12 @@ from typer.testing import CliRunner
 from agents.cli import app
 from agents.cli.common import CliError, parse_agent_options, parse_validators
 from agents.cli.main import main
-from sdk.outbox import Outbox, default_outbox_path
+from sdk.outbox import Outbox, default_outbox_path, outbox_file_name
 from sdk.signing import sign_receipt
 
 ALICE = Keypair.create_from_uri("//Alice")
 BOB = Keypair.create_from_uri("//Bob")
+CHARLIE = Keypair.create_from_uri("//Charlie")
 runner = CliRunner()
 
 
@@ -127,6 +128,20 @@ def test_status_on_a_prepared_outbox(tmp_path: Path) -> None:
     verified = [e["receipt_verified"] for e in report[0]["latest"] if e["receipt"]]
     assert verified
     assert all(verified)
+
+
+def test_status_reports_a_damaged_outbox_and_shows_the_others(tmp_path: Path) -> None:
+    today = datetime.now(UTC).date().isoformat()
+    prepare_outbox(tmp_path, today)
+    damaged = tmp_path / outbox_file_name(CHARLIE.ss58_address, ALICE.ss58_address)
+    damaged.write_bytes(b"this is not an SQLite database, but it is named like an outbox")
+    result = runner.invoke(app, ["status", "--outbox-dir", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    reports = {r["miner_hotkey"]: r for r in json.loads(result.stdout)["outboxes"]}
+    assert reports[CHARLIE.ss58_address]["error"] == (
+        "DatabaseError: file is not a database")
+    assert reports[BOB.ss58_address]["error"] is None
+    assert reports[BOB.ss58_address]["accepted"] == 1
 
 
 def test_status_empty_and_missing_dir(tmp_path: Path) -> None:

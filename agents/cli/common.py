@@ -115,7 +115,7 @@ def check_hotkey(hotkey: str, flag: str = "--validator-hotkey") -> str:
     text = hotkey.strip()
     try:
         Keypair(ss58_address=text)
-    except Exception:
+    except ValueError:
         raise CliError(f"{flag} {hotkey!r} is not a valid SS58 hotkey address") from None
     return text
 
@@ -217,10 +217,24 @@ def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
 
     def remove() -> None:
         for signum in installed:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signum)
 
     return remove
+
+
+async def close_connections(conns: list[ValidatorConnection], timeout: float = 10.0) -> None:
+    """Close every connection, each within ``timeout`` seconds, when a command ends.
+
+    Broad on purpose: this runs in ``finally`` blocks, and a close that fails (a stuck
+    outbox writer, a timeout) must not replace the command's own result; it is logged.
+    Unconfirmed predictions stay in the outbox either way."""
+    for conn in conns:
+        try:
+            await asyncio.wait_for(conn.close(), timeout)
+        except Exception:  # see the docstring
+            log.warning("closing the connection to validator %s failed", conn.validator_hotkey,
+                        exc_info=True)
 
 
 def connection_failure(conns: list[ValidatorConnection]) -> tuple[int, list[str]] | None:

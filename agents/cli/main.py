@@ -136,7 +136,7 @@ async def _guarded(make: Callable[[], Awaitable[int]]) -> int:
         return await make()
     except CliError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # the last guard: a clear exit code, traceback at debug
         from agents.loader import AgentLoadError
         from sdk.errors import BettensorWSError
 

@@ -44,6 +44,7 @@ from .common import (
     EXIT_USAGE,
     CliError,
     WalletOptions,
+    close_connections,
     connection_failure,
     install_stop_signals,
     load_signer,
@@ -118,13 +119,13 @@ class _LiveView:
         self.picks: dict[str, str] = {}
 
     async def follow_updates(self, conn: ValidatorConnection) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(BettensorWSError):  # ends with the connection's error
             self.board.observe(conn.games.values())
             async for update in conn.game_updates():
                 self.board.observe(update.games)
 
     async def follow_receipts(self, conn: ValidatorConnection) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(BettensorWSError):  # ends with the connection's error
             async for confirmation in conn.confirmations():
                 await self._add(conn, confirmation)
 
@@ -215,9 +216,7 @@ async def run_miner(cfg: RunConfig, console: Console) -> int:
         try:
             return await _serve(cfg, console, agent, conns, outbox_dir)
         finally:
-            for conn in conns:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 10.0)
+            await close_connections(conns)
     return EXIT_OK  # pragma: no cover - the context manager does not swallow
 
 

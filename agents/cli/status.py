@@ -3,6 +3,7 @@ wagered today and the latest receipts (their validator signatures re-verified)."
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,7 +98,7 @@ async def read_outboxes(directory: Path, *, today: str | None = None) -> list[Ou
             await outbox.open()
             report.entries = await outbox.entries()
             report.wagered_today = await outbox.wagered(report.validator_hotkey, day)
-        except Exception as exc:  # a damaged or foreign file: say so, show the others
+        except (sqlite3.Error, OSError, ValueError) as exc:  # damaged or foreign: say so
             report.error = f"{type(exc).__name__}: {exc}"
         finally:
             if not outbox.closed:

@@ -28,6 +28,7 @@ from .common import (
     EXIT_USAGE,
     CliError,
     WalletOptions,
+    close_connections,
     connection_failure,
     outbox_path,
 )
@@ -88,8 +89,7 @@ async def submit_prediction(*, dev: bool, validators: list[ValidatorEndpoint],
                                  miner_uid=miner_uid, timeout=timeout, as_json=as_json,
                                  console=console)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 10.0)
+            await close_connections([conn])
     return EXIT_OK  # pragma: no cover
 
 

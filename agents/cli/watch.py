@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from rich.console import Console, Group
@@ -12,7 +11,14 @@ from rich.text import Text
 from agents.discovery import ValidatorEndpoint
 from sdk.connection import ValidatorConnection
 
-from .common import EXIT_OK, CliError, WalletOptions, connection_failure, install_stop_signals
+from .common import (
+    EXIT_OK,
+    CliError,
+    WalletOptions,
+    close_connections,
+    connection_failure,
+    install_stop_signals,
+)
 from .live import end_live, live_display, refresh_until
 from .target import one_validator
 from .views import GameBoard, short
@@ -72,8 +78,7 @@ async def watch_games(*, dev: bool, validators: list[ValidatorEndpoint], wallet:
             if reader is not None:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 10.0)
+            await close_connections([conn])
         failure = connection_failure([conn])
         if failure is not None:
             code, lines = failure

@@ -148,7 +148,7 @@ class Pacer:
 async def close_quietly(ws: aiohttp.ClientWebSocketResponse, timeout: float = 1.0) -> None:
     """Close a WebSocket we are done with, whatever state it is in, within ``timeout``
     seconds: the peer may be gone, and nothing it could say matters any more."""
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # a link being dropped may fail in any way
         await asyncio.wait_for(ws.close(), timeout)
 
 
