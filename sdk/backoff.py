@@ -1,4 +1,4 @@
-"""Reconnect policy: full-jitter exponential backoff (tenacity) that honours Retry-After.
+"""Backoff delays: full-jitter exponential backoff (tenacity) that honours Retry-After.
 
 Pure: computes delays, never sleeps. Full jitter (a uniform draw from
 ``[0, min(cap, base * 2**(attempt-1))]``) spreads a crowd of miners reconnecting
