@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from .kit.process import console_script, fresh_user_env
 
 # the README's "Writing an agent" example, as a user would save it
 MY_AGENTS = '''\
@@ -25,28 +25,16 @@ class HomeTeam(Agent):
 
 
 def bt_miner() -> str:
-    script = Path(sys.executable).parent / "bt-miner"
-    if not script.exists():
+    script = console_script("bt-miner")
+    if script is None:
         pytest.skip("the bt-miner console script is not installed next to this Python")
     return str(script)
-
-
-def user_env(tmp_path: Path) -> dict[str, str]:
-    """A fresh user whose import path says nothing of their folder."""
-    env = dict(os.environ)
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    env.update(HOME=str(home), XDG_DATA_HOME=str(home / ".local" / "share"),
-               PYTHONUNBUFFERED="1")
-    env.pop("PYTHONPATH", None)
-    env.pop("COLUMNS", None)
-    return env
 
 
 def run_home_team(cwd: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([bt_miner(), "run", "--agent", "my_agents:HomeTeam", "--dev",
                            "--duration", "3", *extra], cwd=cwd, capture_output=True, text=True,
-                          timeout=60, env=user_env(tmp_path), stdin=subprocess.DEVNULL)
+                          timeout=60, env=fresh_user_env(tmp_path), stdin=subprocess.DEVNULL)
 
 
 def accepted(stdout: str) -> int:

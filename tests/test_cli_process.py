@@ -4,7 +4,6 @@ a missing wallet; a graceful SIGTERM; a validator that refuses the hotkey (exit 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -17,22 +16,12 @@ from bittensor import Wallet
 from server_stub.registry import AllowListRegistry
 
 from .kit.keys import VALIDATOR, miner_key
+from .kit.process import console_script, fresh_user_env
 
 
 def bt_miner() -> list[str]:
-    script = Path(sys.executable).parent / "bt-miner"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agents.cli"]
-
-
-def clean_env(tmp_path: Path) -> dict[str, str]:
-    """A fresh user: empty HOME and data dirs, no wallets."""
-    env = dict(os.environ)
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    env.update(HOME=str(home), XDG_DATA_HOME=str(home / ".local" / "share"),
-               PYTHONUNBUFFERED="1")
-    env.pop("COLUMNS", None)
-    return env
+    script = console_script("bt-miner")
+    return [str(script)] if script is not None else [sys.executable, "-m", "agents.cli"]
 
 
 def accepted_count(stdout: str) -> int:
@@ -42,7 +31,7 @@ def accepted_count(stdout: str) -> int:
 
 
 def test_demo_runs_on_a_fresh_machine(tmp_path: Path) -> None:
-    env = clean_env(tmp_path)
+    env = fresh_user_env(tmp_path)
     done = subprocess.run([*bt_miner(), "demo", "--duration", "5"], capture_output=True,
                           text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
@@ -60,7 +49,7 @@ def test_missing_wallet_exits_2_naming_the_path(tmp_path: Path) -> None:
     done = subprocess.run(
         [*bt_miner(), "run", "--wallet.name", "nope", "--wallet.path", str(wallets),
          "--validator", f"{VALIDATOR.ss58_address}@ws://127.0.0.1:9"],
-        capture_output=True, text=True, timeout=60, env=clean_env(tmp_path),
+        capture_output=True, text=True, timeout=60, env=fresh_user_env(tmp_path),
         stdin=subprocess.DEVNULL)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
@@ -84,7 +73,7 @@ async def test_sigterm_stops_gracefully_with_a_summary(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         *bt_miner(), "run", "--dev", "--agent", "favorite", "--log-level", "debug",
         "--outbox-dir", str(tmp_path / "outbox"), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(tmp_path))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=fresh_user_env(tmp_path))
     assert proc.stdout is not None
     assert proc.stderr is not None
     seen: list[str] = []
@@ -113,7 +102,7 @@ async def test_refused_hotkey_exits_3(start_hub: Any, tmp_path: Path) -> None:
         "--validator", f"{VALIDATOR.ss58_address}@ws://127.0.0.1:{hub.server.port}",
         "--outbox-dir", str(tmp_path / "outbox"), "--log-level", "error",
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=clean_env(tmp_path))
+        env=fresh_user_env(tmp_path))
     try:
         _, stderr = await asyncio.wait_for(proc.communicate(), 30)
     finally:
@@ -128,12 +117,12 @@ async def test_refused_hotkey_exits_3(start_hub: Any, tmp_path: Path) -> None:
 
 def test_help_and_bad_flag_via_the_console_script(tmp_path: Path) -> None:
     done = subprocess.run([*bt_miner()], capture_output=True, text=True, timeout=60,
-                          env=clean_env(tmp_path), stdin=subprocess.DEVNULL)
+                          env=fresh_user_env(tmp_path), stdin=subprocess.DEVNULL)
     assert done.returncode == 0
     assert all(c in done.stdout for c in ("run", "demo", "watch", "submit", "status", "agents"))
     assert "Exit codes" in done.stdout
     done = subprocess.run([*bt_miner(), "demo", "--duration", "soon"], capture_output=True,
-                          text=True, timeout=60, env=clean_env(tmp_path),
+                          text=True, timeout=60, env=fresh_user_env(tmp_path),
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1

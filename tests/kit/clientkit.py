@@ -9,9 +9,9 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sdk.connection import ConnectionState, ValidatorConnection
 from sdk.errors import BettensorWSError
@@ -22,6 +22,8 @@ from sdk.signing import verify_receipt
 from .hubkit import RunningHub
 from .keys import VALIDATOR
 from .waiting import eventually
+
+T = TypeVar("T")
 
 FAST_CLIENT = ConnectionOptions(
     backoff_base=0.02, backoff_cap=0.25, handshake_timeout=2.0,
@@ -38,6 +40,17 @@ class _Watcher:
 
     def _notify(self) -> None:
         self._changed.set()
+
+    async def _follow(self, iterator: AsyncIterator[T], record: Callable[[T], object]) -> None:
+        """Record every item until the iterator ends (with the connection's error)."""
+        try:
+            async for item in iterator:
+                record(item)
+                self._notify()
+        except BettensorWSError as exc:
+            self.error = exc
+        finally:
+            self._notify()
 
     async def wait_until(self, predicate: Callable[[], Any], timeout: float) -> None:
         """Await until ``predicate()`` holds (re-checked on every new item), bounded."""
@@ -61,17 +74,9 @@ class UpdateLog(_Watcher):
         super().__init__()
         self.updates: list[GameUpdate] = []
         iterator = conn.game_updates(buffer)  # registered now: nothing after this is missed
-        self.task = asyncio.create_task(self._run(iterator), name="update-log")
+        self.task = asyncio.create_task(self._follow(iterator, self.updates.append),
+                                        name="update-log")
 
-    async def _run(self, iterator: Any) -> None:
-        try:
-            async for update in iterator:
-                self.updates.append(update)
-                self._notify()
-        except BettensorWSError as exc:
-            self.error = exc
-        finally:
-            self._notify()
 
     @property
     def incremental_seqs(self) -> list[int]:
@@ -91,17 +96,11 @@ class StateLog(_Watcher):
     def __init__(self, conn: ValidatorConnection) -> None:
         super().__init__()
         self.changes: list[tuple[float, ConnectionState]] = []
-        self.task = asyncio.create_task(self._run(conn.state_changes()), name="state-log")
+        self.task = asyncio.create_task(
+            self._follow(conn.state_changes(),
+                         lambda state: self.changes.append((time.monotonic(), state))),
+            name="state-log")
 
-    async def _run(self, iterator: Any) -> None:
-        try:
-            async for state in iterator:
-                self.changes.append((time.monotonic(), state))
-                self._notify()
-        except BettensorWSError as exc:
-            self.error = exc
-        finally:
-            self._notify()
 
     @property
     def states(self) -> list[ConnectionState]:
