@@ -4,16 +4,24 @@ One dedicated thread owns the connection; one writer task takes every operation
 queued since the last commit and runs them in order inside one transaction (replayed
 with a savepoint per operation only if one of them fails, so the others still
 commit). Callers get a future that resolves only after the commit, so durability is
-per operation while the fsync is shared. Used by the hub's
-prediction store and the miner's outbox.
+per operation while the fsync is shared. Used by the hub's prediction store, the
+miner's outbox and the hub's writer into a Bettensor validator's database.
+
+The write lock is taken (``BEGIN IMMEDIATE``) and released (``COMMIT``) inside one
+call on the database thread, never across an ``await``; how long each batch held it
+is measured (:attr:`GroupCommitDB.lock_hold`), because a database shared with another
+process must not be blocked for long. A lock that stays busy past ``busy_timeout_ms``
+is retried (``busy_retries`` times, with a growing pause) before the batch fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,17 +35,49 @@ class DatabaseClosed(RuntimeError):
     """The database is closed; nothing more can be written."""
 
 
+@dataclass
+class LockHold:
+    """How long the write lock was held, per committed batch (seconds)."""
+
+    batches: int = 0
+    total_s: float = 0.0
+    longest_s: float = 0.0
+    busy_retries: int = 0
+
+    def add(self, held_s: float) -> None:
+        self.batches += 1
+        self.total_s += held_s
+        self.longest_s = max(self.longest_s, held_s)
+
+    @property
+    def mean_s(self) -> float:
+        return self.total_s / self.batches if self.batches else 0.0
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc))
+
+
 class GroupCommitDB:
     """``await db.open()``, then ``db.submit(op)`` futures, then ``await db.close()``."""
 
     def __init__(self, path: str | Path, *, schema: str, synchronous: str = "FULL",
-                 max_batch: int = 1024, thread_name: str = "sqlite") -> None:
+                 max_batch: int = 1024, thread_name: str = "sqlite",
+                 busy_timeout_ms: int = 5000, busy_retries: int = 0,
+                 set_wal: bool = True, create: bool = True) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         self.path = path if str(path) == MEMORY else Path(path).expanduser()
         self.schema = schema
         self.synchronous = synchronous.upper()
         self.max_batch = max_batch
+        self.busy_timeout_ms = busy_timeout_ms
+        self.busy_retries = busy_retries
+        self.set_wal = set_wal
+        self.create = create
+        self.lock_hold = LockHold()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
         self._db: sqlite3.Connection | None = None
         self._queue: asyncio.Queue[tuple[Operation[Any], asyncio.Future[Any]] | None] | None = None
@@ -58,13 +98,20 @@ class GroupCommitDB:
 
     def _connect(self) -> None:
         if isinstance(self.path, Path):
+            if not self.create and not self.path.is_file():
+                raise FileNotFoundError(f"no SQLite database at {self.path}")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(str(self.path), isolation_level=None)
-        if isinstance(self.path, Path):
-            db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self.synchronous}")
-        db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(self.schema)
+        try:
+            db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            if isinstance(self.path, Path) and self.set_wal:
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.synchronous}")
+            if self.schema:
+                db.executescript(self.schema)
+        except BaseException:
+            db.close()
+            raise
         self._db = db
 
     async def close(self) -> None:
@@ -133,32 +180,27 @@ class GroupCommitDB:
         savepoint per op, so only the failing op reports an error."""
         db = self._db
         assert db is not None
-        db.execute("BEGIN IMMEDIATE")
+        locked_at = self._begin(db)
         try:
             results: list[tuple[bool, Any]] = [(True, op(db)) for op in ops]
         except (sqlite3.Error, ValueError, TypeError):
             db.execute("ROLLBACK")
+            self.lock_hold.add(time.perf_counter() - locked_at)
             results = self._run_isolated(db, ops)
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
         else:
-            try:
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+            self._commit(db, locked_at)
         self.commits += 1
         self.committed_ops += len(ops)
         return results
 
-    @staticmethod
-    def _run_isolated(db: sqlite3.Connection, ops: list[Operation[Any]]
+    def _run_isolated(self, db: sqlite3.Connection, ops: list[Operation[Any]]
                       ) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
-        db.execute("BEGIN IMMEDIATE")
+        locked_at = self._begin(db)
         try:
             for op in ops:
                 db.execute("SAVEPOINT op")
@@ -169,9 +211,43 @@ class GroupCommitDB:
                     db.execute("ROLLBACK TO op")
                     db.execute("RELEASE op")
                     results.append((False, exc))
-            db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self._commit(db, locked_at)
         return results
+
+    def _begin(self, db: sqlite3.Connection) -> float:
+        """Take the write lock (waiting up to busy_timeout, then retrying); returns
+        when it was taken."""
+        for attempt in range(self.busy_retries + 1):
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return time.perf_counter()
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or attempt == self.busy_retries:
+                    raise
+                self.lock_hold.busy_retries += 1
+                time.sleep(min(0.05 * 2 ** attempt, 1.0))  # on the database thread
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _commit(self, db: sqlite3.Connection, locked_at: float) -> None:
+        """Commit (retrying a busy COMMIT: the transaction stays open), then record
+        how long the lock was held; on failure roll back and raise."""
+        try:
+            for attempt in range(self.busy_retries + 1):
+                try:
+                    db.execute("COMMIT")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc) or attempt == self.busy_retries:
+                        raise
+                    self.lock_hold.busy_retries += 1
+                    time.sleep(min(0.05 * 2 ** attempt, 1.0))
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            self.lock_hold.add(time.perf_counter() - locked_at)

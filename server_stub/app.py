@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from sdk.signing import Signer
 
+from .bettensor import BettensorBook, BettensorGameFeed, ValidatorDatabase
 from .clock import HubClock
 from .config import HubConfig
 from .feed import GameFeed
 from .http_api import HUB_KEY, METRICS_KEY, routes
 from .hub import Hub
-from .registry import MinerRegistry, OpenRegistry
+from .registry import MinerRegistry, OpenRegistry, RequireUid
 from .stats import StatsCollector
 from .store import PredictionStore
 
 _MIN_BODY_BYTES = 1024 * 1024
+
+BETTENSOR_DB_KEY: web.AppKey[ValidatorDatabase] = web.AppKey("bettensor_db", ValidatorDatabase)
 
 
 def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | None = None,
@@ -37,12 +42,31 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
     if path is None:
         raise ValueError("the hub needs a store path (config.store_path or store_path=)")
     store = PredictionStore(path, synchronous=config.store_synchronous)
-    hub = Hub(config, signer=signer, registry=registry or OpenRegistry(), store=store,
-              feed=feed, clock=clock)
+    registry = registry or OpenRegistry()
+    clock = clock or HubClock()
+    validator_db: ValidatorDatabase | None = None
+    book: BettensorBook | None = None
+    if config.bettensor_db is not None:
+        if feed is not None:
+            raise ValueError("with bettensor_db the games come from its game_data: "
+                             "give no other feed")
+        registry = RequireUid(registry)
+        validator_db = ValidatorDatabase(config.bettensor_db,
+                                         synchronous=config.store_synchronous)
+        book = BettensorBook(validator_db, store, uid_of=registry.uid,
+                             daily_limit=config.daily_wager_limit)
+        feed = BettensorGameFeed(validator_db, clock_now=clock.now)
+        config = config.model_copy(update={"tick_interval_s": config.bettensor_poll_s})
+    hub = Hub(config, signer=signer, registry=registry, store=store, feed=feed, clock=clock,
+              book=book, uid_of=None if book is None else registry.uid)
     app = web.Application(client_max_size=max(_MIN_BODY_BYTES, config.max_frame_bytes))
     app[HUB_KEY] = hub
+    if validator_db is not None:
+        app[BETTENSOR_DB_KEY] = validator_db
+        hub.health_sections["bettensor_db"] = functools.partial(_bettensor_health,
+                                                                validator_db)
     metrics = CollectorRegistry(auto_describe=True)
-    metrics.register(StatsCollector(hub.stats, lambda: _gauges(hub)))
+    metrics.register(StatsCollector(hub.stats, lambda: _gauges(hub, validator_db)))
     app[METRICS_KEY] = metrics
     app.add_routes(routes())
     app.cleanup_ctx.append(_hub_lifecycle)
@@ -53,6 +77,13 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
 async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB_KEY]
     await hub.store.open()
+    validator_db = app.get(BETTENSOR_DB_KEY)
+    if validator_db is not None:
+        try:
+            await validator_db.open()
+        except BaseException:
+            await hub.store.close()
+            raise
     await hub.start()
     if hub.config.freeze_gc:
         # Everything alive now (imported modules, bittensor, pydantic schemas) lives as
@@ -68,11 +99,29 @@ async def _stop_hub(app: web.Application) -> None:
     await app[HUB_KEY].stop()
 
 
-def _gauges(hub: Hub) -> dict[str, float]:
-    return {
+def _gauges(hub: Hub, validator_db: ValidatorDatabase | None) -> dict[str, float]:
+    gauges: dict[str, float] = {
         "games": len(hub.stream.games),
         "seq": hub.stream.seq,
         "nonce_store_entries": len(hub.admission.nonces),
         "queued_frames": sum(session.queued for session in hub.sessions.values()),
         "store_commits": hub.store.commits,
+    }
+    if validator_db is not None:
+        gauges["bettensor_db_commits"] = validator_db.commits
+        gauges["bettensor_db_lock_hold_max_seconds"] = validator_db.lock_hold.longest_s
+        gauges["bettensor_db_busy_retries"] = validator_db.lock_hold.busy_retries
+    return gauges
+
+
+def _bettensor_health(db: ValidatorDatabase) -> dict[str, Any]:
+    hold = db.lock_hold
+    return {
+        "path": str(db.path),
+        "replaced": db.replaced,
+        "commits": db.commits,
+        "lock_hold_max_ms": round(hold.longest_s * 1000, 3),
+        "lock_hold_mean_ms": round(hold.mean_s * 1000, 3),
+        "busy_retries": hold.busy_retries,
+        "skipped_game_rows": db.skipped_rows,
     }

@@ -73,13 +73,13 @@ def build_registry(*, open_: bool, allow: list[str], allowlist: Path | None, den
     if netuid is not None:
         return MetagraphRegistry(metagraph_fetch(netuid, network), refresh_interval=refresh,
                                  denied=deny)
-    hotkeys = list(allow)
+    entries: dict[str, int | None] = dict.fromkeys(allow)
     if allowlist is not None:
         try:
-            hotkeys += read_allowlist(allowlist)
+            entries.update(read_allowlist(allowlist))
         except ValueError as exc:
             raise _fail(str(exc)) from None
-    return AllowListRegistry(hotkeys, deny)
+    return AllowListRegistry(entries, deny)
 
 
 def build_feed(feed: str, seed: int) -> GameFeed | None:
@@ -98,6 +98,37 @@ def build_feed(feed: str, seed: int) -> GameFeed | None:
     except FeedError as exc:
         raise _fail(str(exc)) from None
     return StaticFeed(games)
+
+
+def check_bettensor_db(path: Path, *, feed: str | None, open_: bool, netuid: int | None,
+                       registry: MinerRegistry) -> None:
+    """Refuse, before serving, what cannot work beside a Bettensor validator."""
+    import sqlite3
+
+    if feed not in (None, "none"):
+        raise _fail("--bettensor-db takes the games from the validator's game_data: "
+                    "drop --feed")
+    if open_:
+        raise _fail("--bettensor-db stores predictions by miner UID: use --netuid N, or "
+                    "--allowlist FILE with lines 'HOTKEY UID', not --open")
+    from .registry import AllowListRegistry
+
+    if isinstance(registry, AllowListRegistry) and registry.known_uids == 0:
+        raise _fail("--bettensor-db stores predictions by miner UID: give the allowlist "
+                    "lines as 'HOTKEY UID' (or use --netuid N)")
+    if not path.is_file():
+        raise _fail(f"--bettensor-db {path}: no such file (the validator's "
+                    "bettensor/validator/state/validator.db)")
+    try:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+            tables = {row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as exc:
+        raise _fail(f"--bettensor-db {path}: {exc}") from None
+    missing = {"game_data", "predictions"} - tables
+    if missing:
+        raise _fail(f"--bettensor-db {path} is not a Bettensor validator database: no "
+                    f"{' or '.join(sorted(missing))} table")
 
 
 def default_store(validator_hotkey: str, dev: bool) -> Path:
@@ -147,6 +178,12 @@ def serve(
     = SyncMode.full,
     feed: Annotated[str | None, typer.Option(
         help="simulate | none | FILE.json (default: simulate with --dev, else none).")] = None,
+    bettensor_db: Annotated[Path | None, typer.Option(
+        "--bettensor-db", help="A Bettensor validator's SQLite database: games from its "
+        "game_data, accepted predictions into its predictions table (needs --netuid, or "
+        "--allowlist lines 'HOTKEY UID').")] = None,
+    bettensor_poll: Annotated[float, typer.Option(
+        "--bettensor-poll", help="Seconds between reads of game_data for changes.")] = 5.0,
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 0,
     heartbeat: Annotated[float, typer.Option(help="Heartbeat interval in seconds.")] = 20.0,
     max_connections: Annotated[int, typer.Option(help="Open connections at most.")] = 10_000,
@@ -173,13 +210,20 @@ def serve(
     registry = build_registry(open_=open_, allow=allow or [], allowlist=allowlist,
                               deny=deny or [], netuid=netuid, network=network,
                               refresh=metagraph_refresh)
-    game_feed = build_feed(feed or "none", seed)
+    if bettensor_db is not None:
+        check_bettensor_db(bettensor_db, feed=feed, open_=open_, netuid=netuid,
+                           registry=registry)
+        feed = f"bettensor game_data ({bettensor_db})"
+        game_feed = None
+    else:
+        game_feed = build_feed(feed or "none", seed)
     store_path = store or default_store(signer.ss58_address, dev)
     try:
         config = HubConfig(heartbeat_interval_s=heartbeat, max_connections=max_connections,
                            max_frame_bytes=max_frame_bytes, messages_per_second=rate,
                            store_synchronous=store_sync.value.upper(), freeze_gc=True,
-                           admin_hotkeys=frozenset(admin_hotkey or []))
+                           admin_hotkeys=frozenset(admin_hotkey or []),
+                           bettensor_db=bettensor_db, bettensor_poll_s=bettensor_poll)
     except ValueError as exc:
         raise _fail(f"invalid option: {exc}") from None
     application = create_app(config, signer=signer, store_path=store_path, registry=registry,

@@ -43,6 +43,11 @@ class HubConfig(BaseModel):
     shutdown_retry_after_s: float = Field(5.0, ge=0)
     store_path: Path | None = None
     store_synchronous: str = "FULL"
+    bettensor_db: Path | None = None
+    """A Bettensor validator's database: games come from its ``game_data``, accepted
+    predictions go into its ``predictions`` (see :mod:`server_stub.bettensor`)."""
+    bettensor_poll_s: float = Field(5.0, gt=0)
+    """How often ``game_data`` is read for changes (with ``bettensor_db``)."""
     admin_hotkeys: frozenset[str] = frozenset()
     """Hotkeys besides the validator's own allowed to POST /admin/games."""
     freeze_gc: bool = False

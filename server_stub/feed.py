@@ -28,11 +28,12 @@ so identical ``seed`` and identical ``step`` times give identical output.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -46,14 +47,22 @@ from sdk.tracker import SETTLED_RETENTION
 
 
 class GameFeed(Protocol):
-    """Where games come from: the simulator, a file, or nothing (admin posts only).
+    """Where games come from: the simulator, a file, a Bettensor validator's database,
+    or nothing (admin posts only).
 
     The hub publishes ``initial_games()`` at start, then calls ``step(now)`` every
-    tick with its clock's time and publishes what changed."""
+    tick with its clock's time and publishes what changed (the stream drops games
+    whose state did not change, so a feed may return every game it knows). A feed
+    that does I/O returns awaitables, so the event loop never waits on it."""
 
-    def initial_games(self) -> list[Game]: ...
+    def initial_games(self) -> list[Game] | Awaitable[list[Game]]: ...
 
-    def step(self, now: datetime) -> list[Game]: ...
+    def step(self, now: datetime) -> list[Game] | Awaitable[list[Game]]: ...
+
+
+async def feed_games(result: list[Game] | Awaitable[list[Game]]) -> list[Game]:
+    """What a feed call returned, awaited if the feed is asynchronous."""
+    return await result if inspect.isawaitable(result) else result
 
 
 class StaticFeed:

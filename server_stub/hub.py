@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from sdk.codes import CloseCode
@@ -24,14 +24,14 @@ from sdk.validation import Rules
 from .admission import Admission
 from .clock import HubClock
 from .config import HubConfig
-from .feed import GameFeed
+from .feed import GameFeed, feed_games
 from .intake import PredictionIntake
 from .miner_ws import MinerWSHandler
-from .predictions import PredictionDesk
+from .predictions import PredictionDesk, UidLookup
 from .registry import MinerRegistry
 from .session_table import SessionTable
 from .stats import HubStats
-from .store import PredictionStore
+from .store import PredictionBook, PredictionStore
 from .stream import GameStream, UpdateRecord
 
 log = logging.getLogger("server_stub.hub")
@@ -42,20 +42,27 @@ class Hub:
 
     def __init__(self, config: HubConfig, *, signer: Signer, registry: MinerRegistry,
                  store: PredictionStore, feed: GameFeed | None = None,
-                 clock: HubClock | None = None) -> None:
+                 clock: HubClock | None = None, book: PredictionBook | None = None,
+                 uid_of: UidLookup | None = None) -> None:
+        """``book``: where accepted predictions are recorded (default: ``store``);
+        ``uid_of``: the miners' UIDs, when the book needs them (every prediction of a
+        hotkey without one is then rejected)."""
         self.config = config
         self.signer = signer
         self.validator_hotkey: str = signer.ss58_address
         self.registry = registry
         self.store = store
+        self.book: PredictionBook = book if book is not None else store
         self.feed = feed
+        self.health_sections: dict[str, Callable[[], dict[str, Any]]] = {}
+        """Extra parts of ``GET /ws/health`` by name (e.g. the Bettensor database)."""
         self.clock = clock or HubClock()
         self.stats = HubStats()
         self.stream = GameStream(config.history_size)
         self.rules = Rules(odds_tolerance=config.odds_tolerance,
                            daily_wager_limit=config.daily_wager_limit)
-        self.desk = PredictionDesk(signer=signer, store=store, stream=self.stream,
-                                   clock=self.clock, rules=self.rules)
+        self.desk = PredictionDesk(signer=signer, store=self.book, stream=self.stream,
+                                   clock=self.clock, rules=self.rules, uid_of=uid_of)
         self.sessions = SessionTable(stream=self.stream, stats=self.stats,
                                      close_timeout_s=config.close_timeout_s)
         self.admission = Admission(config, validator_hotkey=self.validator_hotkey,
@@ -81,7 +88,7 @@ class Hub:
         if stored:
             self.stream.apply(stored)
         if self.feed is not None:
-            self.publish(self.feed.initial_games())
+            self.publish(await feed_games(self.feed.initial_games()))
         await self.registry.start(self.sessions.close_deregistered)
         self._spawn(self._heartbeat_loop(), "heartbeats")
         if self.feed is not None:
@@ -97,6 +104,8 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.registry.stop()
+        if self.book is not self.store:
+            await self.book.close()  # what is in flight reaches it (and the store)
         await self.store.close()  # commits everything queued; confirmations get queued
         await self.sessions.close_all(CloseCode.GOING_AWAY, "hub shutting down", drain=True)
         self._update_event.set()
@@ -116,7 +125,7 @@ class Hub:
         while True:
             await asyncio.sleep(self.config.tick_interval_s)
             try:
-                changes = self.feed.step(self.clock.now())
+                changes = await feed_games(self.feed.step(self.clock.now()))
             except Exception:  # feeds are pluggable: one bad tick must not stop the hub
                 log.exception("game feed failed; skipping this tick")
                 continue
@@ -187,6 +196,7 @@ class Hub:
             "errors_by_code": dict(self.stats.errors),
             "predictions": dict(self.stats.predictions),
             "store_commits": self.store.commits,
+            **{name: section() for name, section in self.health_sections.items()},
         }
 
 

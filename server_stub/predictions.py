@@ -12,16 +12,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sdk.codes import OK_CODE, ConfirmationStatus, ErrorCode
 from sdk.frames import Confirmation, PredictionFrame, encode_frame_data
 from sdk.signing import Signer, sign_receipt, verify_prediction
-from sdk.validation import Rules, check_prediction, wager_day
+from sdk.validation import Rejection, Rules, check_prediction, wager_day
 
 from .clock import HubClock
-from .store import PredictionRecord, PredictionStore, StoreResult
+from .store import PredictionBook, PredictionRecord, StoreResult
 from .stream import GameStream
+
+UidLookup = Callable[[str], "int | None"]
+"""A miner's UID on the subnet by hotkey (None: it has none)."""
 
 log = logging.getLogger("server_stub.predictions")
 
@@ -31,7 +35,7 @@ class DailyWagerTotals:
     memory including predictions still in flight, so two quick predictions cannot
     both squeeze under the limit."""
 
-    def __init__(self, store: PredictionStore) -> None:
+    def __init__(self, store: PredictionBook) -> None:
         self._store = store
         self._totals: dict[tuple[str, str], float] = {}
         self._day: str | None = None
@@ -52,16 +56,21 @@ class DailyWagerTotals:
 
 
 class PredictionDesk:
-    """Validates, stores and confirms predictions for one validator identity."""
+    """Validates, stores and confirms predictions for one validator identity.
 
-    def __init__(self, *, signer: Signer, store: PredictionStore, stream: GameStream,
-                 clock: HubClock, rules: Rules) -> None:
+    ``uid_of`` (given when the book needs miner UIDs, as the Bettensor database does):
+    a prediction of a hotkey without a UID is rejected ``not_registered``, and one
+    whose ``miner_uid`` names another UID ``invalid_prediction``."""
+
+    def __init__(self, *, signer: Signer, store: PredictionBook, stream: GameStream,
+                 clock: HubClock, rules: Rules, uid_of: UidLookup | None = None) -> None:
         self.signer = signer
         self.validator_hotkey: str = signer.ss58_address
         self.store = store
         self.stream = stream
         self.clock = clock
         self.rules = rules
+        self.uid_of = uid_of
         self.ledger = DailyWagerTotals(store)
 
     def confirmation(self, *, prediction_id: str, miner_hotkey: str, status: ConfirmationStatus,
@@ -116,10 +125,16 @@ class PredictionDesk:
         received_at_ns = self.clock.now_ns()
         now = self.clock.now()
         day = wager_day(now).isoformat()
-        wagered = await self.ledger.total(miner_hotkey, day)
-        game = self.stream.games.get(prediction.game_id)
-        rejection = check_prediction(prediction, game, now=now, wagered_today=wagered,
-                                     rules=self.rules)
+        miner_uid: int | None = None
+        rejection: Rejection | None = None
+        if self.uid_of is not None:
+            miner_uid = self.uid_of(miner_hotkey)
+            rejection = _uid_rejection(prediction.miner_uid, miner_uid)
+        if rejection is None:
+            wagered = await self.ledger.total(miner_hotkey, day)
+            game = self.stream.games.get(prediction.game_id)
+            rejection = check_prediction(prediction, game, now=now, wagered_today=wagered,
+                                         rules=self.rules)
         if rejection is not None:
             done.set_result(await self.reject(miner_hotkey, pid, rejection.code,
                                               rejection.message))
@@ -132,6 +147,7 @@ class PredictionDesk:
             miner_hotkey=miner_hotkey, prediction_id=pid, game_id=prediction.game_id,
             wager=prediction.wager, wager_day=day, received_at_ns=received_at_ns,
             prediction=frame.raw_prediction, signature=frame.signature, receipt=receipt,
+            parsed=prediction, miner_uid=miner_uid,
         )
 
         def committed(result: asyncio.Future[StoreResult]) -> None:
@@ -142,14 +158,30 @@ class PredictionDesk:
                 done.set_exception(result.exception() or asyncio.CancelledError())
                 return
             outcome = result.result()
-            if outcome.stored:
+            if outcome.stored and outcome.receipt is not None:
                 done.set_result(outcome.receipt)
+                return
+            self.ledger.add(miner_hotkey, day, -prediction.wager)
+            if outcome.rejection is not None or outcome.receipt is None:
+                refused = outcome.rejection or Rejection(ErrorCode.INTERNAL_ERROR,
+                                                         "the store kept no receipt")
+                done.set_result(self.rejection(miner_hotkey, pid, refused.code,
+                                               refused.message))
             else:
-                self.ledger.add(miner_hotkey, day, -prediction.wager)
                 done.set_result(self.duplicate(miner_hotkey, outcome.receipt))
 
         self.store.record(record).add_done_callback(committed)
         return done
+
+
+def _uid_rejection(claimed: int | None, actual: int | None) -> Rejection | None:
+    if actual is None:
+        return Rejection(ErrorCode.NOT_REGISTERED,
+                         "this hotkey has no UID on the subnet: predictions need one")
+    if claimed is not None and claimed != actual:
+        return Rejection(ErrorCode.INVALID_PREDICTION,
+                         f"miner_uid {claimed} is not this hotkey's UID ({actual})")
+    return None
 
 
 def _signature_verifies(miner_hotkey: str, frame: PredictionFrame) -> bool:

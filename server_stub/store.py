@@ -13,10 +13,11 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sdk.models import Game
+from sdk.models import Game, Prediction
 from sdk.sqlite import DatabaseClosed, GroupCommitDB, Operation
+from sdk.validation import Rejection
 
 R = TypeVar("R")
 
@@ -58,15 +59,44 @@ class PredictionRecord:
     prediction: dict[str, Any]
     signature: str | None
     receipt: dict[str, Any]
+    parsed: Prediction | None = None
+    """The prediction as validated (outcome as 0/1/2), for books that store its fields."""
+    miner_uid: int | None = None
+    """The miner's UID on the subnet, where the hub knows it."""
 
 
 @dataclass(frozen=True, slots=True)
 class StoreResult:
     """``stored`` is False when the prediction already existed; ``receipt`` is then
-    the original one."""
+    the original one. A book that checks rules of its own at commit time (the
+    Bettensor database's daily limit) answers with ``rejection`` instead."""
 
     stored: bool
-    receipt: dict[str, Any]
+    receipt: dict[str, Any] | None
+    rejection: Rejection | None = None
+
+
+class PredictionBook(Protocol):
+    """Where accepted predictions are recorded, as the prediction pipeline uses it:
+    :class:`PredictionStore` itself, or a book that also writes elsewhere (the
+    Bettensor validator's database)."""
+
+    def record(self, record: PredictionRecord) -> asyncio.Future[StoreResult]:
+        """Record durably; resolves after the commit. Raises :data:`StoreClosed`."""
+        ...
+
+    def receipt(self, miner_hotkey: str, prediction_id: str
+                ) -> asyncio.Future[dict[str, Any] | None]:
+        """The receipt of a prediction recorded before, or None."""
+        ...
+
+    def wagered(self, miner_hotkey: str, day: str) -> asyncio.Future[float]:
+        """What counts against the miner's limit on a UTC day (``YYYY-MM-DD``)."""
+        ...
+
+    async def close(self) -> None:
+        """Finish what is in flight, then stop recording."""
+        ...
 
 
 class PredictionStore:

@@ -239,7 +239,7 @@ async def test_static_registries():
 def test_read_allowlist(tmp_path: Path):
     path = tmp_path / "allow.txt"
     path.write_text(f"# miners\n{BOB.ss58_address}  # bob\n\n  {CHARLIE.ss58_address}\n")
-    assert read_allowlist(path) == [BOB.ss58_address, CHARLIE.ss58_address]
+    assert read_allowlist(path) == {BOB.ss58_address: None, CHARLIE.ss58_address: None}
     with pytest.raises(ValueError, match="cannot read allowlist"):
         read_allowlist(tmp_path / "missing.txt")
 
