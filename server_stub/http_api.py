@@ -76,6 +76,10 @@ async def handle_admin_games(request: web.Request) -> web.Response:
     try:
         body = await _read_body(request)
         hub.admission.admit_admin(request, body)
+        if hub.config.bettensor_db is not None:
+            raise HubHTTPError(403, ErrorCode.FORBIDDEN,
+                               "this hub serves the games of its Bettensor validator's "
+                               "database (game_data): write them there")
         games = _games_from_body(body)
     except HubHTTPError as error:
         return _refusal(hub, error)

@@ -220,6 +220,24 @@ async def test_duplicates_across_both_paths(start_hub, validator_db):
     assert [r["miner_uid"] for r in rows.values()].count(8) == 0
 
 
+async def test_the_games_are_the_validators_only(start_hub, validator_db):
+    running = await bettensor_hub(start_hub, validator_db, poll=60.0)
+    ws, games = await connected(running)
+    status, body, _ = await running.request(
+        "POST", "/admin/games", key=VALIDATOR,
+        body=b'{"games": []}')
+    assert status == 403
+    assert body["error"] == "forbidden"
+    assert "game_data" in body["detail"]
+    # the validator drops a game the hub still offers (its next read is a minute away)
+    run_writer("db.execute('DELETE FROM game_data WHERE external_id = 101')", validator_db)
+    gone = await submit(ws, BOB, game_prediction(games["101"]))
+    assert gone["status"] == "rejected"
+    assert gone["code"] == "unknown_game"
+    assert "not in the validator's game_data" in gone["message"]
+    assert prediction_rows(validator_db) == {}
+
+
 async def test_miners_without_a_uid_are_refused(start_hub, validator_db):
     running = await bettensor_hub(start_hub, validator_db)
     for key in (DAVE, miner_key("Eve")):  # listed without a UID; not listed

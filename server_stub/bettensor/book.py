@@ -22,7 +22,7 @@ from sdk.validation import Rejection
 
 from ..predictions import UidLookup
 from ..store import PredictionRecord, PredictionStore, StoreClosed, StoreResult
-from .database import Existing, Inserted, OverLimit, ValidatorDatabase
+from .database import Existing, Inserted, OverLimit, UnknownGame, ValidatorDatabase
 from .schema import received_at_ns_of
 
 __all__ = ["BettensorBook"]
@@ -60,11 +60,19 @@ class BettensorBook:
     async def _record(self, record: PredictionRecord) -> StoreResult:
         assert record.parsed is not None
         assert record.miner_uid is not None
+        if not record.game_id.isdecimal():  # e.g. a game the hub's store kept from a feed
+            return StoreResult(False, None, Rejection(
+                ErrorCode.UNKNOWN_GAME,
+                f"game {record.game_id!r} is not in the validator's game_data"))
         outcome = await self.db.insert(record.parsed, miner_uid=record.miner_uid,
                                        received_at_ns=record.received_at_ns,
                                        daily_limit=self.daily_limit)
         if isinstance(outcome, Inserted):
             return await self.receipts.record(record)
+        if isinstance(outcome, UnknownGame):
+            return StoreResult(False, None, Rejection(
+                ErrorCode.UNKNOWN_GAME,
+                f"game {record.game_id!r} is not in the validator's game_data"))
         if isinstance(outcome, OverLimit):
             return StoreResult(False, None, Rejection(
                 ErrorCode.WAGER_LIMIT,

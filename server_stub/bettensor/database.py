@@ -33,7 +33,7 @@ from .schema import (
     prediction_row,
 )
 
-__all__ = ["Existing", "Inserted", "OverLimit", "ValidatorDatabase"]
+__all__ = ["Existing", "Inserted", "OverLimit", "UnknownGame", "ValidatorDatabase"]
 
 log = logging.getLogger("server_stub.bettensor")
 
@@ -55,13 +55,18 @@ class Existing:
 
 
 @dataclass(frozen=True, slots=True)
+class UnknownGame:
+    """No ``game_data`` row has this external id (any more)."""
+
+
+@dataclass(frozen=True, slots=True)
 class OverLimit:
     """The UID's rows of that UTC day plus this wager would pass the daily limit."""
 
     wagered: float
 
 
-InsertOutcome = Inserted | Existing | OverLimit
+InsertOutcome = Inserted | Existing | UnknownGame | OverLimit
 
 
 class ValidatorDatabase:
@@ -171,9 +176,10 @@ class ValidatorDatabase:
     def insert(self, prediction: Prediction, *, miner_uid: int, received_at_ns: int,
                daily_limit: float) -> asyncio.Future[InsertOutcome]:
         """Check and insert in one transaction: an existing ``prediction_id`` is
-        :class:`Existing`, a wager past the UID's daily limit (every row of that UTC
-        day, whichever process wrote it) :class:`OverLimit`; else the row the
-        validator's own intake would write. Resolves after the commit."""
+        :class:`Existing`, a game that is not in ``game_data`` :class:`UnknownGame`, a
+        wager past the UID's daily limit (every row of that UTC day, whichever process
+        wrote it) :class:`OverLimit`; else the row the validator's own intake would
+        write. Resolves after the commit."""
         params = prediction_row(prediction, miner_uid=miner_uid,
                                 received_at_ns=received_at_ns)
         day = prediction_date(received_at_ns)[:10]
@@ -185,6 +191,9 @@ class ValidatorDatabase:
                              "WHERE prediction_id = ?", (pid,)).fetchone()
             if row is not None:
                 return Existing(_int_or_none(row[0]), row[1])
+            if db.execute("SELECT 1 FROM game_data WHERE external_id = ?",
+                          (params[1],)).fetchone() is None:
+                return UnknownGame()
             wagered = float(db.execute(DAILY_TOTAL_SQL, (miner_uid, day)).fetchone()[0])
             if wagered + wager > daily_limit + _EPSILON:
                 return OverLimit(wagered)
