@@ -228,9 +228,19 @@ class ServerProcess:
         await self.stop()
 
 
-def hub_server(store_dir: str | Path, *, sync: str = "FULL") -> ServerProcess:
-    return ServerProcess(f"hub[{sync}]", "hub", "--store", str(Path(store_dir) / "hub.sqlite3"),
-                         "--sync", sync)
+def hub_server(store_dir: str | Path, *, sync: str = "FULL",
+               bettensor_db: Path | None = None, allowlist: Path | None = None,
+               bettensor_poll: float = 5.0) -> ServerProcess:
+    """The hub with its own store in ``store_dir``; with ``bettensor_db`` (and the
+    ``allowlist`` giving the miners' UIDs) beside a Bettensor validator."""
+    store = ["--store", str(Path(store_dir) / "hub.sqlite3"), "--sync", sync]
+    if bettensor_db is None:
+        return ServerProcess(f"hub[{sync}]", "hub", *store)
+    if allowlist is None:
+        raise ValueError("a hub beside a Bettensor validator needs the allowlist of UIDs")
+    return ServerProcess(f"hub-bettensor[{sync}]", "hub", *store,
+                         "--bettensor-db", str(bettensor_db), "--allowlist", str(allowlist),
+                         "--bettensor-poll", str(bettensor_poll))
 
 
 def ref_server(mode: str) -> ServerProcess:
@@ -387,10 +397,10 @@ def verdict(value: float, target: float, *, higher_is_better: bool) -> str:
 
 
 def print_table(title: str, rows: Sequence[tuple[str, float, float, bool | None]],
-                columns: tuple[str, str] = ("bare", "hub")) -> None:
+                columns: tuple[str, str] = ("bare", "hub"), ratio_name: str = "hub/bare") -> None:
     """Rows of (metric, bare, hub, higher_is_better or None for no ratio column)."""
     print(f"\n== {title} ==")
-    print(f"{'metric':<34}{columns[0]:>14}{columns[1]:>14}{'hub/bare':>10}")
+    print(f"{'metric':<34}{columns[0]:>14}{columns[1]:>14}{ratio_name:>10}")
     for name, bare, hub, _better in rows:
         print(f"{name:<34}{fmt(bare):>14}{fmt(hub):>14}{fmt(ratio(hub, bare)):>10}")
 

@@ -17,7 +17,20 @@ The hub runs with ``synchronous=FULL`` (its default) and ``NORMAL``, each on a
 fresh store. Wagers are tiny (0.001), so the default daily limit of 1000 per miner
 is never reached; the hub's per-hotkey message rate limit (50/s by default) is
 raised by the benchmark server (see ``bench/servers.py``). Games are posted to the
-hub first (signed ``POST /admin/games``), starting 30 days ahead.
+hub first (signed ``POST /admin/games``), starting 2 days ahead.
+
+``--book bettensor`` (or ``both``: the hub's own store too, same run) measures the hub
+beside a Bettensor validator (``--bettensor-db``): the same games are rows of a fresh
+validator database (bench/validatordb.py: the validator's tables and its
+``delete_old_predictions`` trigger, ``--history-rows`` older predictions), the miners
+are UIDs 0..N-1 of an allowlist, and every accepted prediction is a row of its
+``predictions`` table before the miner gets its receipt. ``--validator-writer on``
+runs the test kit's validator-writer process beside it (short write transactions,
+2 ms apart, on other games), ``both`` without and with. After each run the hub's
+``/ws/health`` gives the longest and mean time it held the file's write lock per
+batch, and the busy retries.
+
+    python -m bench.predictions --miners 50 --seconds 10 --book both
 """
 
 from __future__ import annotations
@@ -28,12 +41,14 @@ import contextlib
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench import common
+from bench import common, validatordb
 
 _GAMES = 20
 _WAGER = 0.001
@@ -42,8 +57,10 @@ _WAGER = 0.001
 def make_games() -> list[Any]:
     from sdk.models import Game
 
-    start = datetime.now(UTC) + timedelta(days=30)
-    return [Game(game_id=f"bench-game-{i}", team_a=f"home-{i}", team_b=f"away-{i}",
+    # numeric ids and a start inside the window a Bettensor validator offers
+    # ([now - 4 days, now + 8 days]): the same games serve every book
+    start = datetime.now(UTC) + timedelta(days=2)
+    return [Game(game_id=str(70_000 + i), team_a=f"home-{i}", team_b=f"away-{i}",
                  sport="soccer", league="EPL", event_start_date=start,
                  team_a_odds=1.5 + i / 10, team_b_odds=2.5 + i / 10, tie_odds=3.2,
                  can_tie=True) for i in range(_GAMES)]
@@ -116,12 +133,12 @@ async def _skip_until_snapshot(ws: aiohttp.ClientWebSocketResponse) -> None:
 
 
 async def run_one(server: common.ServerProcess, *, hub: bool, miners: int, seconds: float,
-                  warmup: float, games: list[Any]) -> dict[str, Any]:
+                  warmup: float, games: list[Any], post_games: bool = True) -> dict[str, Any]:
     keys = common.miner_keys(miners)
     templates = prediction_templates(games)
     result: dict[str, Any] = {"server": server.label, "miners": miners, "seconds": seconds}
     async with common.client_session() as session:
-        if hub:
+        if hub and post_games:
             body = json.dumps({"games": [g.model_dump(mode="json") for g in games]}).encode()
             await common.post_json(session, server.port, "/admin/games", body,
                                    key=common.validator_key())
@@ -176,10 +193,82 @@ async def _hub_checks(session: aiohttp.ClientSession, server: common.ServerProce
     validator = common.validator_key().ss58_address
     async with session.get(common.url(server.port, "/ws/health")) as response:
         health = await response.json()
-    return {"receipts_verified": sum(verify_receipt(r, validator) for r in receipts),
-            "receipts_checked": len(receipts),
-            "hub_predictions": health.get("predictions"),
-            "hub_store_commits": health.get("store_commits")}
+    checks = {"receipts_verified": sum(verify_receipt(r, validator) for r in receipts),
+              "receipts_checked": len(receipts),
+              "hub_predictions": health.get("predictions"),
+              "hub_store_commits": health.get("store_commits")}
+    if "bettensor_db" in health:
+        checks["bettensor_db"] = health["bettensor_db"]
+    return checks
+
+
+@dataclass
+class Run:
+    """One server to measure: the bare echo, or the hub with one book and sync mode."""
+
+    label: str
+    server: common.ServerProcess
+    hub: bool = False
+    sync: str = ""
+    validator_db: Path | None = None
+    writer: bool = False
+
+
+def plan(args: argparse.Namespace, syncs: list[str], games: list[Any],
+         stores: contextlib.ExitStack) -> list[Run]:
+    """The runs of this invocation, in order: bare, then per sync mode the hub with
+    its own store and the hub beside a Bettensor validator (without, then with the
+    validator-writer process), each on fresh files."""
+    runs = [Run("bare", common.ref_server("echo"))]
+    writers = {"off": [False], "on": [True], "both": [False, True]}[args.validator_writer]
+    for sync in syncs:
+        if args.book in ("own", "both"):
+            store = stores.enter_context(common.store_dir(args.store_dir))
+            runs.append(Run(f"hub:{sync}", common.hub_server(store, sync=sync), True, sync))
+        if args.book not in ("bettensor", "both"):
+            continue
+        for writer in writers:
+            store = Path(stores.enter_context(common.store_dir(args.store_dir)))
+            db = validatordb.create(store / "validator.db", games,
+                                    trigger=args.validator_trigger,
+                                    history_rows=args.history_rows)
+            allowlist = validatordb.write_allowlist(
+                store / "allowlist.txt", [key.ss58_address for key in
+                                          common.miner_keys(args.miners)])
+            server = common.hub_server(store, sync=sync, bettensor_db=db, allowlist=allowlist)
+            runs.append(Run(f"{_bettensor_label(writer)}:{sync}", server, True, sync, db,
+                            writer))
+    return runs
+
+
+def _bettensor_label(writer: bool) -> str:
+    return "bettensor+writer" if writer else "bettensor"
+
+
+async def measure(args: argparse.Namespace, run: Run, games: list[Any]) -> dict[str, Any]:
+    """One run; beside the validator-writer process when the run asks for it."""
+    writer = None
+    if run.writer:
+        assert run.validator_db is not None
+        # it stops itself after this long if this process dies without stopping it
+        writer = await validatordb.ValidatorWriter(
+            run.validator_db, max_seconds=args.warmup + args.seconds + 120).start()
+    started = time.perf_counter()
+    try:
+        result = await run_one(run.server, hub=run.hub, miners=args.miners,
+                               seconds=args.seconds, warmup=args.warmup, games=games,
+                               post_games=run.validator_db is None)
+    finally:
+        if writer is not None:
+            await writer.stop()
+    if writer is not None:
+        result["validator_writer_transactions"] = writer.transactions
+        result["validator_writer_tx_per_s"] = (writer.transactions
+                                               / (time.perf_counter() - started))
+    if run.validator_db is not None:
+        result["validator_db_rows"] = validatordb.count_rows(run.validator_db,
+                                                             below_uid=args.miners)
+    return result
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -188,63 +277,114 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     games = make_games()
     results: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as stores:
-        servers: list[tuple[str, common.ServerProcess, bool]] = [
-            ("bare", common.ref_server("echo"), False)]
-        for sync in syncs:
-            store = stores.enter_context(common.store_dir(args.store_dir))
-            servers.append((f"hub:{sync}", common.hub_server(store, sync=sync), True))
+        runs = plan(args, syncs, games, stores)
         try:
-            await asyncio.gather(*(server.start() for _, server, _ in servers))
-            for label, server, is_hub in servers:
+            await asyncio.gather(*(item.server.start() for item in runs))
+            for one in runs:
                 await common.wait_quiet(args.settle)
-                results[label] = await run_one(server, hub=is_hub, miners=args.miners,
-                                               seconds=args.seconds, warmup=args.warmup,
-                                               games=games)
+                results[one.label] = await measure(args, one, games)
                 if args.verbose:
-                    print(json.dumps(results[label], sort_keys=True, default=str), flush=True)
+                    print(json.dumps(results[one.label], sort_keys=True, default=str),
+                          flush=True)
         finally:
-            await asyncio.gather(*(server.stop() for _, server, _ in servers))
+            await asyncio.gather(*(item.server.stop() for item in runs))
     report(args, results, syncs)
     return {"benchmark": "predictions", "miners": args.miners, "seconds": args.seconds,
-            "window": 1, "results": results}
+            "window": 1, "book": args.book, "history_rows": args.history_rows,
+            "validator_trigger": args.validator_trigger, "results": results}
+
+
+_ROWS = [("round trips/s", "round_trips_per_s", True), ("latency p50 ms", "p50_ms", False),
+         ("latency p99 ms", "p99_ms", False), ("latency max ms", "max_ms", False),
+         ("server CPU us / round trip", "server_cpu_us_per_rt", False),
+         ("client CPU util", "client_util", None), ("server CPU util", "server_util", None),
+         ("server GC: longest pause ms", "gc_max_ms", None),
+         ("server GC: total pause ms", "gc_total_ms", None),
+         ("other processes' load (cores)", "other_load", None)]
+
+_BOOKS = {"hub": ("own store", ""), "bettensor": ("Bettensor db", ", book=bettensor"),
+          "bettensor+writer": ("Bettensor db + validator writing",
+                               ", book=bettensor, validator writing")}
 
 
 def report(args: argparse.Namespace, results: dict[str, dict[str, Any]],
            syncs: list[str]) -> None:
     bare = results["bare"]
-    rows = [("round trips/s", "round_trips_per_s", True), ("latency p50 ms", "p50_ms", False),
-            ("latency p99 ms", "p99_ms", False), ("latency max ms", "max_ms", False),
-            ("server CPU us / round trip", "server_cpu_us_per_rt", False),
-            ("client CPU util", "client_util", None), ("server CPU util", "server_util", None),
-            ("server GC: longest pause ms", "gc_max_ms", None),
-            ("server GC: total pause ms", "gc_total_ms", None),
-            ("other processes' load (cores)", "other_load", None)]
     for sync in syncs:
-        hub = results[f"hub:{sync}"]
+        for book, (title, tag_tail) in _BOOKS.items():
+            hub = results.get(f"{book}:{sync}")
+            if hub is None:
+                continue
+            tag = f"[{args.miners} miners, sync={sync}{tag_tail}]"
+            _report_hub(args, bare, hub, sync, title, tag)
+        own = results.get(f"hub:{sync}")
+        for book in ("bettensor", "bettensor+writer"):
+            bettensor = results.get(f"{book}:{sync}")
+            if bettensor is not None:
+                _report_bettensor(args, own, bettensor, sync, _BOOKS[book])
+
+
+def _report_hub(args: argparse.Namespace, bare: dict[str, Any], hub: dict[str, Any],
+                sync: str, title: str, tag: str) -> None:
+    """The hub against the bare echo: table, answers, warnings, RATIO and CHECK."""
+    common.print_table(
+        f"predictions: {args.miners} miners x {args.seconds:g} s, window 1, "
+        f"hub {title}, synchronous={sync}",
+        [(name, bare[key], hub[key], better) for name, key, better in _ROWS],
+        columns=("bare echo", f"hub {sync}"))
+    print(f"hub answers: {hub['outcomes']}; receipts verified "
+          f"{hub.get('receipts_verified')}/{hub.get('receipts_checked')}; hub counters "
+          f"{hub.get('hub_predictions')}, {hub.get('hub_store_commits')} commits")
+    for label, run in (("bare", bare), (f"hub {title} {sync}", hub)):
+        if run["failures"]:
+            print(f"WARNING {label}: miner loops failed: {run['failures']}")
+        if note := common.load_note(run["other_load"]):
+            print(f"NOTE {label}: {note}")
+    rejected = {k: v for k, v in hub["outcomes"].items() if k != "accepted"}
+    if rejected:
+        print(f"WARNING hub {title} {sync}: not every prediction was accepted: {rejected}")
+    common.print_ratio(f"predictions.round_trips{tag}",
+                       common.ratio(hub["round_trips_per_s"], bare["round_trips_per_s"]),
+                       0.1, higher_is_better=True)
+    common.print_verdict(
+        f"CHECK predictions.p99_ms{tag} = {common.fmt(hub['p99_ms'])} "
+        f"({common.verdict(hub['p99_ms'], 25.0, higher_is_better=False)}; "
+        f"bare echo p99 {common.fmt(bare['p99_ms'])} ms)")
+
+
+def _report_bettensor(args: argparse.Namespace, own: dict[str, Any] | None,
+                      bettensor: dict[str, Any], sync: str, book: tuple[str, str]) -> None:
+    """The hub beside a Bettensor validator against the hub with its own store (same
+    run), the rows it wrote, and how long it held the validator's write lock."""
+    title, tag_tail = book
+    tag = f"[{args.miners} miners, sync={sync}{tag_tail.replace(', book=bettensor', '')}]"
+    db = bettensor.get("bettensor_db", {})
+    accepted = (bettensor.get("hub_predictions") or {}).get("accepted")
+    rows = bettensor.get("validator_db_rows")
+    print(f"\nhub {title} {sync}: {rows} rows of the bench miners in the validator's "
+          f"predictions (hub accepted {accepted}), {db.get('commits')} commits; "
+          f"validator db history {args.history_rows} rows, delete_old_predictions trigger "
+          f"{'on' if args.validator_trigger else 'off'}")
+    if "validator_writer_transactions" in bettensor:
+        print(f"validator-writer process: {bettensor['validator_writer_transactions']} "
+              f"transactions, {common.fmt(bettensor['validator_writer_tx_per_s'])}/s")
+    if rows != accepted:
+        print(f"WARNING hub {title} {sync}: {rows} rows for {accepted} accepted predictions")
+    if db.get("replaced"):
+        print(f"WARNING hub {title} {sync}: the validator database was replaced")
+    if own is not None:
         common.print_table(
-            f"predictions: {args.miners} miners x {args.seconds:g} s, window 1, "
-            f"hub store synchronous={sync}",
-            [(name, bare[key], hub[key], better) for name, key, better in rows],
-            columns=("bare echo", f"hub {sync}"))
-        print(f"hub answers: {hub['outcomes']}; receipts verified "
-              f"{hub.get('receipts_verified')}/{hub.get('receipts_checked')}; hub counters "
-              f"{hub.get('hub_predictions')}, {hub.get('hub_store_commits')} commits")
-        for label, run in (("bare", bare), (f"hub {sync}", hub)):
-            if run["failures"]:
-                print(f"WARNING {label}: miner loops failed: {run['failures']}")
-            if note := common.load_note(run["other_load"]):
-                print(f"NOTE {label}: {note}")
-        rejected = {k: v for k, v in hub["outcomes"].items() if k != "accepted"}
-        if rejected:
-            print(f"WARNING hub {sync}: not every prediction was accepted: {rejected}")
-        tag = f"[{args.miners} miners, sync={sync}]"
-        common.print_ratio(f"predictions.round_trips{tag}",
-                           common.ratio(hub["round_trips_per_s"], bare["round_trips_per_s"]),
-                           0.1, higher_is_better=True)
-        common.print_verdict(
-            f"CHECK predictions.p99_ms{tag} = {common.fmt(hub['p99_ms'])} "
-            f"({common.verdict(hub['p99_ms'], 25.0, higher_is_better=False)}; "
-            f"bare echo p99 {common.fmt(bare['p99_ms'])} ms)")
+            f"predictions: hub own store vs {title}, synchronous={sync}",
+            [(name, own[key], bettensor[key], better) for name, key, better in _ROWS[:5]],
+            columns=("own store", "Bettensor db"), ratio_name="bt/own")
+        common.print_ratio(f"predictions.bettensor_vs_own{tag}",
+                           common.ratio(bettensor["round_trips_per_s"],
+                                        own["round_trips_per_s"]))
+    common.print_verdict(
+        f"CHECK predictions.bettensor_lock_hold_max_ms{tag} = "
+        f"{common.fmt(float(db.get('lock_hold_max_ms', float('nan'))))} (mean "
+        f"{common.fmt(float(db.get('lock_hold_mean_ms', float('nan'))))} ms per batch, "
+        f"{db.get('commits')} batches, busy retries {db.get('busy_retries')})")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -258,6 +398,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=20.0,
                         help="before each run wait up to this long for other processes "
                              "to leave the CPU (shared machines)")
+    parser.add_argument("--book", choices=["own", "bettensor", "both"], default="own",
+                        help="where the hub keeps predictions: its own store, a Bettensor "
+                             "validator's database, or both (compared in the same run)")
+    parser.add_argument("--validator-writer", choices=["off", "on", "both"], default="both",
+                        help="with a Bettensor book: run the validator-writer process "
+                             "beside the hub (both: without, then with)")
+    parser.add_argument("--validator-trigger", action=argparse.BooleanOptionalAction,
+                        default=True, help="the validator's delete_old_predictions "
+                                           "trigger on its predictions table")
+    parser.add_argument("--history-rows", type=int, default=0,
+                        help="predictions (other UIDs, last 45 days) the validator "
+                             "database holds before the run")
     parser.add_argument("--quick", action="store_true", help="small run: 10 miners x 1.5 s")
     parser.add_argument("--store-dir", help="where the hub's SQLite files go")
     parser.add_argument("--json", help="also write the results to this file")
@@ -266,15 +418,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.miners, args.seconds, args.warmup = 10, 1.5, 0.3
         args.settle = 0.0
-    if args.miners < 1 or args.seconds <= 0:
-        parser.error("--miners must be >= 1 and --seconds > 0")
+    if args.miners < 1 or args.seconds <= 0 or args.history_rows < 0:
+        parser.error("--miners must be >= 1, --seconds > 0 and --history-rows >= 0")
     return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     banner = (f"predictions: {args.miners} miners x {args.seconds:g} s per server, window 1, "
-              f"hub synchronous {args.sync}")
+              f"hub synchronous {args.sync}, book {args.book}")
     return common.run_main(banner, args, run)
 
 

@@ -5,7 +5,8 @@
 
 Full set: fan-out with 1000 and with 256 miners (50 burst updates, with and without
 permessage-deflate), memory with 1000 idle connections, predictions with 50 miners
-for 10 s (hub with synchronous FULL and NORMAL).
+for 10 s (hub with synchronous FULL and NORMAL, with its own store and beside a
+Bettensor validator, without and with the validator writing to the same file).
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ FULL = [
     ("fanout-1000", fanout.main, ["--miners", "1000", "--updates", "50"]),
     ("fanout-256", fanout.main, ["--miners", "256", "--updates", "50"]),
     ("memory-1000", memory.main, ["--miners", "1000"]),
-    ("predictions-50", predictions.main, ["--miners", "50", "--seconds", "10"]),
+    ("predictions-50", predictions.main, ["--miners", "50", "--seconds", "10",
+                                          "--book", "both"]),
 ]
+
+QUICK = {"predictions-50": ["--quick", "--book", "both", "--sync", "full"]}
+"""Quick-mode arguments where ``--quick`` alone is not all of it."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.quick:
             if name.endswith("-256"):
                 continue
-            bench_args = ["--quick"]
+            bench_args = QUICK.get(name, ["--quick"])
         elif run is fanout.main:
             bench_args = [*bench_args, "--rounds", str(args.rounds)]
         print(f"\n######## {name}: python -m bench.{run.__module__.rsplit('.', 1)[-1]} "

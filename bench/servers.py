@@ -5,6 +5,12 @@ open registry and limits raised so the load generator is never throttled. No gam
 feed unless ``--feed simulate`` (the soak, bench/soak.py, runs the simulator with
 short kick-off spacing and match duration).
 
+``python -m bench.servers hub --bettensor-db PATH --allowlist FILE ...``  the same hub
+beside a Bettensor validator: games from that database's ``game_data`` (read every
+``--bettensor-poll`` seconds), accepted predictions into its ``predictions``; the
+allowlist's ``HOTKEY UID`` lines give each miner its UID (bench/validatordb.py makes
+both files).
+
 ``python -m bench.servers ref --mode broadcast|echo``  a bare aiohttp WebSocket
 server: no auth, no parsing, no storage. ``broadcast``: ``POST /broadcast`` sends the
 request body, as text, to every open socket (``await ws.send_str`` in a loop).
@@ -27,6 +33,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -48,7 +55,8 @@ def hub_app(args: argparse.Namespace) -> web.Application:
     """
     from bittensor.keyfiles import Keypair
 
-    from server_stub import HubConfig, OpenRegistry, create_app
+    from server_stub import AllowListRegistry, HubConfig, OpenRegistry, create_app
+    from server_stub.registry import read_allowlist
 
     config = HubConfig(
         heartbeat_interval_s=args.heartbeat,
@@ -60,8 +68,13 @@ def hub_app(args: argparse.Namespace) -> web.Application:
         rate_limit_strikes=1_000_000,
         store_synchronous=args.sync.upper(),
         freeze_gc=True,  # as bt-validator-stub serve runs it
+        bettensor_db=args.bettensor_db,
+        bettensor_poll_s=args.bettensor_poll,
     )
     signer = Keypair.create_from_uri(VALIDATOR_URI)
+    if args.bettensor_db is not None:  # as serve --bettensor-db --allowlist runs it
+        return create_app(config, signer=signer, store_path=args.store,
+                          registry=AllowListRegistry(read_allowlist(args.allowlist)))
     return create_app(config, signer=signer, store_path=args.store, registry=OpenRegistry(),
                       feed=_feed(args))
 
@@ -193,11 +206,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="hub: seconds between simulated kick-offs")
     parser.add_argument("--match-duration", type=float, default=300.0,
                         help="hub: seconds from kick-off to the result")
+    parser.add_argument("--bettensor-db", type=Path,
+                        help="hub: beside a Bettensor validator, this database")
+    parser.add_argument("--allowlist", type=Path,
+                        help="hub with --bettensor-db: 'HOTKEY UID' lines")
+    parser.add_argument("--bettensor-poll", type=float, default=5.0,
+                        help="hub with --bettensor-db: seconds between reads of game_data")
     parser.add_argument("--max-seconds", type=float, default=900.0,
                         help="stop after this long whatever happens")
     args: Any = parser.parse_args(argv)
     if args.kind == "hub" and not args.store:
         parser.error("hub needs --store PATH")
+    if args.bettensor_db is not None and (args.allowlist is None or args.feed != "none"):
+        parser.error("--bettensor-db needs --allowlist FILE and no --feed")
     asyncio.run(serve(args))
 
 

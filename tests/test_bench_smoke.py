@@ -15,19 +15,27 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize(("module", "expected"), [
-    ("bench.fanout", ["RATIO fanout.throughput[32 miners, compress=off]",
-                      "RATIO fanout.p99_paced[32 miners, compress=on]",
-                      "RATIO fanout.deflate_cost[hub, 32 miners]"]),
-    ("bench.memory", ["RATIO memory.per_connection[200 miners, compress=off]"]),
-    ("bench.predictions", ["RATIO predictions.round_trips[10 miners, sync=FULL]",
-                           "RATIO predictions.round_trips[10 miners, sync=NORMAL]",
-                           "CHECK predictions.p99_ms[10 miners, sync=FULL]"]),
+@pytest.mark.parametrize(("module", "extra", "expected"), [
+    ("bench.fanout", [], ["RATIO fanout.throughput[32 miners, compress=off]",
+                          "RATIO fanout.p99_paced[32 miners, compress=on]",
+                          "RATIO fanout.deflate_cost[hub, 32 miners]"]),
+    ("bench.memory", [], ["RATIO memory.per_connection[200 miners, compress=off]"]),
+    ("bench.predictions", [], ["RATIO predictions.round_trips[10 miners, sync=FULL]",
+                               "RATIO predictions.round_trips[10 miners, sync=NORMAL]",
+                               "CHECK predictions.p99_ms[10 miners, sync=FULL]"]),
+    ("bench.predictions", ["--book", "both", "--sync", "full"], [
+        "RATIO predictions.round_trips[10 miners, sync=FULL, book=bettensor]",
+        "RATIO predictions.bettensor_vs_own[10 miners, sync=FULL]",
+        "CHECK predictions.bettensor_lock_hold_max_ms[10 miners, sync=FULL]",
+        "RATIO predictions.bettensor_vs_own[10 miners, sync=FULL, validator writing]",
+        "CHECK predictions.bettensor_lock_hold_max_ms[10 miners, sync=FULL, "
+        "validator writing]"]),
 ])
-def test_quick_mode_completes(module: str, expected: list[str], tmp_path: Path) -> None:
+def test_quick_mode_completes(module: str, extra: list[str], expected: list[str],
+                              tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-m", module, "--quick", "--store-dir", str(tmp_path)],
+        [sys.executable, "-m", module, "--quick", "--store-dir", str(tmp_path), *extra],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
