@@ -44,7 +44,10 @@ class LockHold:
     longest_s: float = 0.0
     busy_retries: int = 0
 
+    last_s: float = 0.0
+
     def add(self, held_s: float) -> None:
+        self.last_s = held_s
         self.batches += 1
         self.total_s += held_s
         self.longest_s = max(self.longest_s, held_s)
@@ -66,7 +69,8 @@ class GroupCommitDB:
     def __init__(self, path: str | Path, *, schema: str, synchronous: str = "FULL",
                  max_batch: int = 1024, thread_name: str = "sqlite",
                  busy_timeout_ms: int = 5000, busy_retries: int = 0,
-                 set_wal: bool = True, create: bool = True) -> None:
+                 set_wal: bool = True, create: bool = True, yield_ratio: float = 0.0,
+                 setup: str = "") -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         self.path = path if str(path) == MEMORY else Path(path).expanduser()
@@ -77,6 +81,11 @@ class GroupCommitDB:
         self.busy_retries = busy_retries
         self.set_wal = set_wal
         self.create = create
+        self.yield_ratio = yield_ratio
+        """After each batch, leave the lock free for this multiple of the time it was
+        held (at most 0.25 s), so another process's writers get their turn."""
+        self.setup = setup
+        """SQL run once at open, after the schema (e.g. indexes on a shared file)."""
         self.lock_hold = LockHold()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
         self._db: sqlite3.Connection | None = None
@@ -109,6 +118,8 @@ class GroupCommitDB:
             db.execute(f"PRAGMA synchronous={self.synchronous}")
             if self.schema:
                 db.executescript(self.schema)
+            if self.setup:
+                db.executescript(self.setup)
         except BaseException:
             db.close()
             raise
@@ -173,6 +184,8 @@ class GroupCommitDB:
                     future.set_result(value)
                 else:
                     future.set_exception(value)
+            if self.yield_ratio > 0 and not stop:
+                await asyncio.sleep(min(self.lock_hold.last_s * self.yield_ratio, 0.25))
 
     def _run_batch(self, ops: list[Operation[Any]]) -> list[tuple[bool, Any]]:
         """All ops in one transaction. The common case (no op fails) costs one

@@ -52,7 +52,8 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
                              "give no other feed")
         registry = RequireUid(registry)
         validator_db = ValidatorDatabase(config.bettensor_db,
-                                         synchronous=config.store_synchronous)
+                                         synchronous=config.store_synchronous,
+                                         indexes=config.bettensor_indexes)
         book = BettensorBook(validator_db, store, uid_of=registry.uid,
                              daily_limit=config.daily_wager_limit)
         feed = BettensorGameFeed(validator_db, clock_now=clock.now)
@@ -124,4 +125,5 @@ def _bettensor_health(db: ValidatorDatabase) -> dict[str, Any]:
         "lock_hold_mean_ms": round(hold.mean_s * 1000, 3),
         "busy_retries": hold.busy_retries,
         "skipped_game_rows": db.skipped_rows,
+        "indexes": db.indexes,
     }

@@ -184,6 +184,10 @@ def serve(
         "--allowlist lines 'HOTKEY UID').")] = None,
     bettensor_poll: Annotated[float, typer.Option(
         "--bettensor-poll", help="Seconds between reads of game_data for changes.")] = 5.0,
+    bettensor_indexes: Annotated[bool, typer.Option(
+        "--bettensor-indexes", help="Add two indexes to the validator's predictions table "
+        "(miner_uid, prediction_date): inserts then stop scanning the whole table.")]
+    = False,
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 0,
     heartbeat: Annotated[float, typer.Option(help="Heartbeat interval in seconds.")] = 20.0,
     max_connections: Annotated[int, typer.Option(help="Open connections at most.")] = 10_000,
@@ -223,7 +227,8 @@ def serve(
                            max_frame_bytes=max_frame_bytes, messages_per_second=rate,
                            store_synchronous=store_sync.value.upper(), freeze_gc=True,
                            admin_hotkeys=frozenset(admin_hotkey or []),
-                           bettensor_db=bettensor_db, bettensor_poll_s=bettensor_poll)
+                           bettensor_db=bettensor_db, bettensor_poll_s=bettensor_poll,
+                           bettensor_indexes=bettensor_indexes)
     except ValueError as exc:
         raise _fail(f"invalid option: {exc}") from None
     application = create_app(config, signer=signer, store_path=store_path, registry=registry,

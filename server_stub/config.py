@@ -48,6 +48,9 @@ class HubConfig(BaseModel):
     predictions go into its ``predictions`` (see :mod:`server_stub.bettensor`)."""
     bettensor_poll_s: float = Field(5.0, gt=0)
     """How often ``game_data`` is read for changes (with ``bettensor_db``)."""
+    bettensor_indexes: bool = False
+    """Add the hub's indexes to the validator's ``predictions`` table (see
+    :data:`server_stub.bettensor.schema.HUB_INDEXES`)."""
     admin_hotkeys: frozenset[str] = frozenset()
     """Hotkeys besides the validator's own allowed to POST /admin/games."""
     freeze_gc: bool = False

@@ -16,7 +16,7 @@ import pytest
 from sdk.models import Outcome
 from sdk.sqlite import GroupCommitDB
 from server_stub.bettensor import ValidatorDatabase, game_from_row, parse_db_time
-from server_stub.bettensor.schema import prediction_date, received_at_ns_of
+from server_stub.bettensor.schema import DAILY_TOTAL_SQL, prediction_date, received_at_ns_of
 from server_stub.registry import (
     AllowListRegistry,
     Decision,
@@ -209,3 +209,21 @@ async def test_a_busy_lock_is_retried_then_taken(tmp_path: Path, retries: int) -
     finally:
         other.close()
         await writer.close()
+
+
+@pytest.mark.parametrize("indexes", [False, True])
+async def test_the_hubs_indexes_are_opt_in_and_used(tmp_path: Path, indexes: bool) -> None:
+    path = create_validator_db(tmp_path / "validator.db")
+    db = await ValidatorDatabase(path, indexes=indexes).open()
+    await db.close()
+    with sqlite3.connect(path) as plain:
+        names = {row[0] for row in plain.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'bt_ws_%'")}
+        plan = " ".join(str(row[-1]) for row in plain.execute(
+            "EXPLAIN QUERY PLAN " + DAILY_TOTAL_SQL, (7, "2025-01-05")))
+    if indexes:
+        assert names == {"bt_ws_predictions_by_uid", "bt_ws_predictions_by_date"}
+        assert "bt_ws_predictions_by_uid" in plan
+    else:
+        assert names == set()  # the validator's file is left as it is
+        assert "SCAN predictions" in plan

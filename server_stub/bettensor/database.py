@@ -25,6 +25,7 @@ from sdk.sqlite import GroupCommitDB, LockHold
 
 from .schema import (
     DAILY_TOTAL_SQL,
+    HUB_INDEXES,
     INSERT_PREDICTION_SQL,
     OFFERED_GAMES_SQL,
     game_from_row,
@@ -75,12 +76,20 @@ class ValidatorDatabase:
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",
                  busy_timeout_ms: int = 2000, busy_retries: int = 10,
-                 max_batch: int = 32) -> None:
+                 max_batch: int = 16, yield_ratio: float = 1.0,
+                 indexes: bool = False) -> None:
+        """``yield_ratio``: after each batch the hub leaves the write lock free at least
+        that multiple of the time it held it (the validator's writers wait in SQLite's
+        busy handler, which polls; back-to-back batches would starve them).
+        ``indexes``: create :data:`~.schema.HUB_INDEXES` (off by default: the file is
+        the validator's)."""
         self.path = Path(path).expanduser()
+        self.indexes = indexes
         self._writer = GroupCommitDB(
             self.path, schema="", synchronous=synchronous, max_batch=max_batch,
             thread_name="bettensor-db", busy_timeout_ms=busy_timeout_ms,
-            busy_retries=busy_retries, create=False)
+            busy_retries=busy_retries, create=False, yield_ratio=yield_ratio,
+            setup=HUB_INDEXES if indexes else "")
         self._busy_timeout_ms = busy_timeout_ms
         self._reader_thread = ThreadPoolExecutor(max_workers=1,
                                                  thread_name_prefix="bettensor-read")

@@ -26,6 +26,7 @@ from sdk.models import Game, Outcome, Prediction, as_utc
 __all__ = [
     "DAILY_TOTAL_SQL",
     "GAME_COLUMNS",
+    "HUB_INDEXES",
     "INSERT_PREDICTION_SQL",
     "OFFERED_AFTER",
     "OFFERED_BEFORE",
@@ -76,6 +77,16 @@ INSERT_PREDICTION_SQL = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 """The validator's own INSERT (``miner_data.insert_predictions``): ``payout`` stays
 NULL and the ``sent_to_site``/``validators_*`` columns take their defaults."""
+
+HUB_INDEXES = """
+CREATE INDEX IF NOT EXISTS bt_ws_predictions_by_uid ON predictions (miner_uid);
+CREATE INDEX IF NOT EXISTS bt_ws_predictions_by_date ON predictions (prediction_date);
+"""
+"""Indexes the hub may add (``--bettensor-indexes``): the validator's tables have none,
+so its ``delete_old_predictions`` trigger (after every insert) and the daily-limit sum
+(before every insert, the validator's and the hub's) each scan the whole
+``predictions`` table; with these, both read only the rows they need. Additive: they
+change no row and no query's result."""
 
 DAILY_TOTAL_SQL = ("SELECT COALESCE(SUM(wager), 0) FROM predictions "
                    "WHERE miner_uid = ? AND DATE(prediction_date) = ?")
