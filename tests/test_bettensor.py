@@ -26,6 +26,7 @@ from .kit.validatordb import (
     db_time,
     insert_prediction,
     prediction_rows,
+    score_as_the_validator,
     upsert_game,
     validator_connection,
 )
@@ -160,6 +161,12 @@ async def test_an_accepted_prediction_is_the_row_the_validators_intake_writes(st
         "validators_confirmed": 0}
     assert datetime.fromisoformat(row["prediction_date"]).tzinfo == UTC
     assert types[prediction.prediction_id] == types[own]  # the same SQLite types
+    # the game ends in a tie: the validator's scoring settles both rows alike
+    with validator_connection(validator_db) as db:
+        db.execute("UPDATE game_data SET outcome = 2 WHERE external_id = 101")
+    scored = score_as_the_validator(validator_db, 101)
+    assert scored[prediction.prediction_id] == [7, 101, 2, 3.3, 12.5 * 3.3, 12.5]
+    assert scored[own] == scored[prediction.prediction_id]
 
 
 async def test_the_daily_limit_counts_rows_written_by_the_validator(start_hub, validator_db):

@@ -81,6 +81,40 @@ def prediction_rows(path: Path) -> dict[str, dict[str, Any]]:
                 for row in db.execute("SELECT * FROM predictions")}
 
 
+def score_as_the_validator(path: Path, external_id: int) -> dict[str, list[Any]]:
+    """The validator's scoring of one closed game, as its code does it
+    (``scoring_data.py``): the game's predictions selected by ``game_id``, each made
+    into ``[uid, game, outcome, odds, payout or 0.0, wager]`` with ``int()``/``float()``
+    (a row it cannot convert aborts its run), then the unsettled ones (payout NULL)
+    settled: ``wager * predicted_odds`` when right, else 0. Returns the converted rows
+    after settlement, by ``prediction_id``."""
+    db = validator_connection(path)
+    db.row_factory = sqlite3.Row
+    try:
+        outcome = db.execute("SELECT outcome FROM game_data WHERE external_id = ? AND "
+                             "outcome IS NOT NULL AND outcome != 'Unfinished' AND "
+                             "outcome != 3", (external_id,)).fetchone()
+        if outcome is None:
+            raise AssertionError(f"game {external_id} is not closed")
+        rows = db.execute("SELECT * FROM predictions WHERE game_id IN (?)",
+                          (external_id,)).fetchall()
+        for pred in rows:
+            if pred["payout"] is None:
+                won = int(pred["predicted_outcome"]) == int(outcome["outcome"])
+                payout = pred["wager"] * float(pred["predicted_odds"]) if won else 0.0
+                db.execute("UPDATE predictions SET payout = ?, outcome = ? "
+                           "WHERE prediction_id = ?",
+                           (payout, outcome["outcome"], pred["prediction_id"]))
+        return {pred["prediction_id"]: [
+                    int(pred["miner_uid"]), int(pred["game_id"]),
+                    int(pred["predicted_outcome"]), float(pred["predicted_odds"]),
+                    float(pred["payout"] or 0.0), float(pred["wager"])]
+                for pred in db.execute("SELECT * FROM predictions WHERE game_id IN (?)",
+                                       (external_id,))}
+    finally:
+        db.close()
+
+
 def validator_connection(path: Path) -> sqlite3.Connection:
     """A connection set up as the validator's ``DatabaseManager`` sets up its own:
     autocommit, WAL, synchronous NORMAL, a 30 s busy timeout."""
