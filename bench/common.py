@@ -230,17 +230,20 @@ class ServerProcess:
 
 def hub_server(store_dir: str | Path, *, sync: str = "FULL",
                bettensor_db: Path | None = None, allowlist: Path | None = None,
-               bettensor_poll: float = 5.0) -> ServerProcess:
+               bettensor_poll: float = 5.0, bettensor_indexes: bool = False) -> ServerProcess:
     """The hub with its own store in ``store_dir``; with ``bettensor_db`` (and the
-    ``allowlist`` giving the miners' UIDs) beside a Bettensor validator."""
+    ``allowlist`` giving the miners' UIDs) beside a Bettensor validator, adding its
+    indexes to the validator's ``predictions`` when ``bettensor_indexes``."""
     store = ["--store", str(Path(store_dir) / "hub.sqlite3"), "--sync", sync]
     if bettensor_db is None:
         return ServerProcess(f"hub[{sync}]", "hub", *store)
     if allowlist is None:
         raise ValueError("a hub beside a Bettensor validator needs the allowlist of UIDs")
-    return ServerProcess(f"hub-bettensor[{sync}]", "hub", *store,
-                         "--bettensor-db", str(bettensor_db), "--allowlist", str(allowlist),
-                         "--bettensor-poll", str(bettensor_poll))
+    indexes = ["--bettensor-indexes"] if bettensor_indexes else []
+    return ServerProcess(f"hub-bettensor{'+indexes' if bettensor_indexes else ''}[{sync}]",
+                         "hub", *store, "--bettensor-db", str(bettensor_db),
+                         "--allowlist", str(allowlist), "--bettensor-poll",
+                         str(bettensor_poll), *indexes)
 
 
 def ref_server(mode: str) -> ServerProcess:

@@ -26,11 +26,16 @@ validator database (bench/validatordb.py: the validator's tables and its
 are UIDs 0..N-1 of an allowlist, and every accepted prediction is a row of its
 ``predictions`` table before the miner gets its receipt. ``--validator-writer on``
 runs the test kit's validator-writer process beside it (short write transactions,
-2 ms apart, on other games), ``both`` without and with. After each run the hub's
-``/ws/health`` gives the longest and mean time it held the file's write lock per
-batch, and the busy retries.
+2 ms apart, on other games), ``both`` without and with; its transactions/s are
+counted over the measured window and, for comparison, over a few seconds alone
+before the miners connect. ``--indexes on`` runs the hub with ``--bettensor-indexes``
+(its indexes on ``predictions(miner_uid)`` and ``(prediction_date)``), ``both``
+(the default) without and with. After each run the hub's ``/ws/health`` gives the
+longest and mean time it held the file's write lock per batch, and the busy retries.
 
-    python -m bench.predictions --miners 50 --seconds 10 --book both
+    python -m bench.predictions --miners 50 --seconds 10 --book both --sync full
+    python -m bench.predictions --miners 50 --seconds 10 --book both --sync full \
+        --history-rows 100000 --validator-writer on
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -133,7 +139,10 @@ async def _skip_until_snapshot(ws: aiohttp.ClientWebSocketResponse) -> None:
 
 
 async def run_one(server: common.ServerProcess, *, hub: bool, miners: int, seconds: float,
-                  warmup: float, games: list[Any], post_games: bool = True) -> dict[str, Any]:
+                  warmup: float, games: list[Any], post_games: bool = True,
+                  mark: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
+    """One measured closed loop; ``mark`` is awaited when the measured window opens
+    and again when the last miner is done (the validator-writer's count)."""
     keys = common.miner_keys(miners)
     templates = prediction_templates(games)
     result: dict[str, Any] = {"server": server.label, "miners": miners, "seconds": seconds}
@@ -158,10 +167,14 @@ async def run_one(server: common.ServerProcess, *, hub: bool, miners: int, secon
                 latencies=latencies, outcomes=outcomes, receipts=receipts))
                 for i, (ws, key) in enumerate(zip(sockets, keys, strict=True))]
             await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+            if mark is not None:
+                await mark()
             await common.gc_pauses(session, server.port, reset=True)
             with common.CpuWindow(server) as cpu:
                 done, pending = await asyncio.wait(tasks, timeout=seconds + warmup + 30.0)
                 ended = time.perf_counter()
+            if mark is not None:
+                await mark()
             for task in pending:
                 task.cancel()
             failures = [str(task.exception()) for task in done if task.exception() is not None]
@@ -212,22 +225,37 @@ class Run:
     sync: str = ""
     validator_db: Path | None = None
     writer: bool = False
+    indexes: bool = False
+
+
+_CHOICES = {"off": [False], "on": [True], "both": [False, True]}
+
+
+def bettensor_variants(args: argparse.Namespace) -> list[tuple[bool, bool]]:
+    """(indexes, validator writing) of each Bettensor run, in the order they run."""
+    return [(indexes, writer) for indexes in _CHOICES[args.indexes]
+            for writer in _CHOICES[args.validator_writer]]
+
+
+def bettensor_key(indexes: bool, writer: bool) -> str:
+    """The results key of a Bettensor run (before ``:SYNC``)."""
+    return f"bettensor{'+indexes' if indexes else ''}{'+writer' if writer else ''}"
 
 
 def plan(args: argparse.Namespace, syncs: list[str], games: list[Any],
          stores: contextlib.ExitStack) -> list[Run]:
     """The runs of this invocation, in order: bare, then per sync mode the hub with
-    its own store and the hub beside a Bettensor validator (without, then with the
-    validator-writer process), each on fresh files."""
+    its own store and the hub beside a Bettensor validator (without, then with its
+    indexes; each without, then with the validator-writer process), each on fresh
+    files."""
     runs = [Run("bare", common.ref_server("echo"))]
-    writers = {"off": [False], "on": [True], "both": [False, True]}[args.validator_writer]
     for sync in syncs:
         if args.book in ("own", "both"):
             store = stores.enter_context(common.store_dir(args.store_dir))
             runs.append(Run(f"hub:{sync}", common.hub_server(store, sync=sync), True, sync))
         if args.book not in ("bettensor", "both"):
             continue
-        for writer in writers:
+        for indexes, writer in bettensor_variants(args):
             store = Path(stores.enter_context(common.store_dir(args.store_dir)))
             db = validatordb.create(store / "validator.db", games,
                                     trigger=args.validator_trigger,
@@ -235,40 +263,61 @@ def plan(args: argparse.Namespace, syncs: list[str], games: list[Any],
             allowlist = validatordb.write_allowlist(
                 store / "allowlist.txt", [key.ss58_address for key in
                                           common.miner_keys(args.miners)])
-            server = common.hub_server(store, sync=sync, bettensor_db=db, allowlist=allowlist)
-            runs.append(Run(f"{_bettensor_label(writer)}:{sync}", server, True, sync, db,
-                            writer))
+            server = common.hub_server(store, sync=sync, bettensor_db=db, allowlist=allowlist,
+                                       bettensor_indexes=indexes)
+            runs.append(Run(f"{bettensor_key(indexes, writer)}:{sync}", server, True, sync,
+                            db, writer, indexes))
     return runs
 
 
-def _bettensor_label(writer: bool) -> str:
-    return "bettensor+writer" if writer else "bettensor"
+def writer_alone_seconds(args: argparse.Namespace) -> float:
+    """How long the validator-writer runs alone (the hub idle) before the miners
+    connect: its rate without the hub's load, on the same file."""
+    return min(3.0, float(args.seconds) / 3)
 
 
 async def measure(args: argparse.Namespace, run: Run, games: list[Any]) -> dict[str, Any]:
-    """One run; beside the validator-writer process when the run asks for it."""
+    """One run; beside the validator-writer process when the run asks for it, whose
+    transactions/s are counted alone first, then over the measured window."""
     writer = None
+    marks: list[tuple[float, int]] = []
+
+    async def mark() -> None:
+        assert writer is not None
+        now = time.perf_counter()
+        marks.append((now, await writer.written()))
+
     if run.writer:
         assert run.validator_db is not None
+        alone = writer_alone_seconds(args)
         # it stops itself after this long if this process dies without stopping it
         writer = await validatordb.ValidatorWriter(
-            run.validator_db, max_seconds=args.warmup + args.seconds + 120).start()
-    started = time.perf_counter()
+            run.validator_db, max_seconds=alone + args.warmup + args.seconds + 120).start()
     try:
+        if writer is not None:
+            await mark()
+            await asyncio.sleep(alone)
+            await mark()
         result = await run_one(run.server, hub=run.hub, miners=args.miners,
                                seconds=args.seconds, warmup=args.warmup, games=games,
-                               post_games=run.validator_db is None)
+                               post_games=run.validator_db is None,
+                               mark=mark if writer is not None else None)
     finally:
         if writer is not None:
             await writer.stop()
     if writer is not None:
         result["validator_writer_transactions"] = writer.transactions
-        result["validator_writer_tx_per_s"] = (writer.transactions
-                                               / (time.perf_counter() - started))
+        result["validator_writer_alone_tx_per_s"] = _rate(marks[0], marks[1])
+        result["validator_writer_tx_per_s"] = _rate(marks[2], marks[3])
     if run.validator_db is not None:
         result["validator_db_rows"] = validatordb.count_rows(run.validator_db,
                                                              below_uid=args.miners)
     return result
+
+
+def _rate(first: tuple[float, int], second: tuple[float, int]) -> float:
+    """Transactions per second between two (time, count) marks."""
+    return (second[1] - first[1]) / max(second[0] - first[0], 1e-9)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -291,6 +340,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     report(args, results, syncs)
     return {"benchmark": "predictions", "miners": args.miners, "seconds": args.seconds,
             "window": 1, "book": args.book, "history_rows": args.history_rows,
+            "indexes": args.indexes, "validator_writer": args.validator_writer,
             "validator_trigger": args.validator_trigger, "results": results}
 
 
@@ -302,26 +352,39 @@ _ROWS = [("round trips/s", "round_trips_per_s", True), ("latency p50 ms", "p50_m
          ("server GC: total pause ms", "gc_total_ms", None),
          ("other processes' load (cores)", "other_load", None)]
 
-_BOOKS = {"hub": ("own store", ""), "bettensor": ("Bettensor db", ", book=bettensor"),
-          "bettensor+writer": ("Bettensor db + validator writing",
-                               ", book=bettensor, validator writing")}
+def bettensor_book(args: argparse.Namespace, indexes: bool,
+                   writer: bool) -> tuple[str, str]:
+    """(title, tag tail) of a Bettensor run: the hub's indexes, the validator-writer
+    process and the pre-filled history, as the table titles and RATIO/CHECK names
+    say them."""
+    history = f", history={args.history_rows}" if args.history_rows else ""
+    title = (f"Bettensor db{', indexes' if indexes else ''}{history}"
+             f"{' + validator writing' if writer else ''}")
+    tail = (f", book=bettensor{', indexes' if indexes else ''}{history}"
+            f"{', validator writing' if writer else ''}")
+    return title, tail
 
 
 def report(args: argparse.Namespace, results: dict[str, dict[str, Any]],
            syncs: list[str]) -> None:
     bare = results["bare"]
     for sync in syncs:
-        for book, (title, tag_tail) in _BOOKS.items():
-            hub = results.get(f"{book}:{sync}")
-            if hub is None:
-                continue
-            tag = f"[{args.miners} miners, sync={sync}{tag_tail}]"
-            _report_hub(args, bare, hub, sync, title, tag)
         own = results.get(f"hub:{sync}")
-        for book in ("bettensor", "bettensor+writer"):
-            bettensor = results.get(f"{book}:{sync}")
+        if own is not None:
+            _report_hub(args, bare, own, sync, "own store",
+                        f"[{args.miners} miners, sync={sync}]")
+        for indexes, writer in bettensor_variants(args):
+            bettensor = results.get(f"{bettensor_key(indexes, writer)}:{sync}")
+            if bettensor is None:
+                continue
+            title, tail = bettensor_book(args, indexes, writer)
+            _report_hub(args, bare, bettensor, sync, title,
+                        f"[{args.miners} miners, sync={sync}{tail}]")
+        for indexes, writer in bettensor_variants(args):
+            bettensor = results.get(f"{bettensor_key(indexes, writer)}:{sync}")
             if bettensor is not None:
-                _report_bettensor(args, own, bettensor, sync, _BOOKS[book])
+                _report_bettensor(args, own, bettensor, sync,
+                                  bettensor_book(args, indexes, writer))
 
 
 def _report_hub(args: argparse.Namespace, bare: dict[str, Any], hub: dict[str, Any],
@@ -364,10 +427,14 @@ def _report_bettensor(args: argparse.Namespace, own: dict[str, Any] | None,
     print(f"\nhub {title} {sync}: {rows} rows of the bench miners in the validator's "
           f"predictions (hub accepted {accepted}), {db.get('commits')} commits; "
           f"validator db history {args.history_rows} rows, delete_old_predictions trigger "
-          f"{'on' if args.validator_trigger else 'off'}")
+          f"{'on' if args.validator_trigger else 'off'}, hub indexes "
+          f"{'on' if db.get('indexes') else 'off'}")
     if "validator_writer_transactions" in bettensor:
         print(f"validator-writer process: {bettensor['validator_writer_transactions']} "
-              f"transactions, {common.fmt(bettensor['validator_writer_tx_per_s'])}/s")
+              f"transactions in all; {common.fmt(bettensor['validator_writer_tx_per_s'])}/s "
+              f"beside the loaded hub, "
+              f"{common.fmt(bettensor['validator_writer_alone_tx_per_s'])}/s alone "
+              f"({writer_alone_seconds(args):g} s before the miners connected)")
     if rows != accepted:
         print(f"WARNING hub {title} {sync}: {rows} rows for {accepted} accepted predictions")
     if db.get("replaced"):
@@ -385,6 +452,14 @@ def _report_bettensor(args: argparse.Namespace, own: dict[str, Any] | None,
         f"{common.fmt(float(db.get('lock_hold_max_ms', float('nan'))))} (mean "
         f"{common.fmt(float(db.get('lock_hold_mean_ms', float('nan'))))} ms per batch, "
         f"{db.get('commits')} batches, busy retries {db.get('busy_retries')})")
+    if "validator_writer_tx_per_s" in bettensor:
+        beside = bettensor["validator_writer_tx_per_s"]
+        alone = bettensor["validator_writer_alone_tx_per_s"]
+        writer_tag = tag.replace(", validator writing", "")
+        common.print_verdict(
+            f"CHECK predictions.validator_writer_tps{writer_tag} = {common.fmt(beside)} "
+            f"(alone {common.fmt(alone)}; beside/alone "
+            f"{common.fmt(common.ratio(beside, alone), 3)})")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -407,6 +482,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--validator-trigger", action=argparse.BooleanOptionalAction,
                         default=True, help="the validator's delete_old_predictions "
                                            "trigger on its predictions table")
+    parser.add_argument("--indexes", choices=["off", "on", "both"], default="both",
+                        help="with a Bettensor book: the hub's --bettensor-indexes "
+                             "(both: without, then with)")
     parser.add_argument("--history-rows", type=int, default=0,
                         help="predictions (other UIDs, last 45 days) the validator "
                              "database holds before the run")

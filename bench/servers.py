@@ -9,7 +9,8 @@ short kick-off spacing and match duration).
 beside a Bettensor validator: games from that database's ``game_data`` (read every
 ``--bettensor-poll`` seconds), accepted predictions into its ``predictions``; the
 allowlist's ``HOTKEY UID`` lines give each miner its UID (bench/validatordb.py makes
-both files).
+both files). ``--bettensor-indexes`` as ``serve --bettensor-indexes``: the hub adds its
+indexes on ``predictions(miner_uid)`` and ``(prediction_date)`` when it opens the file.
 
 ``python -m bench.servers ref --mode broadcast|echo``  a bare aiohttp WebSocket
 server: no auth, no parsing, no storage. ``broadcast``: ``POST /broadcast`` sends the
@@ -70,6 +71,7 @@ def hub_app(args: argparse.Namespace) -> web.Application:
         freeze_gc=True,  # as bt-validator-stub serve runs it
         bettensor_db=args.bettensor_db,
         bettensor_poll_s=args.bettensor_poll,
+        bettensor_indexes=args.bettensor_indexes,
     )
     signer = Keypair.create_from_uri(VALIDATOR_URI)
     if args.bettensor_db is not None:  # as serve --bettensor-db --allowlist runs it
@@ -212,6 +214,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="hub with --bettensor-db: 'HOTKEY UID' lines")
     parser.add_argument("--bettensor-poll", type=float, default=5.0,
                         help="hub with --bettensor-db: seconds between reads of game_data")
+    parser.add_argument("--bettensor-indexes", action="store_true",
+                        help="hub with --bettensor-db: add the hub's indexes on "
+                             "predictions(miner_uid) and (prediction_date)")
     parser.add_argument("--max-seconds", type=float, default=900.0,
                         help="stop after this long whatever happens")
     args: Any = parser.parse_args(argv)
@@ -219,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("hub needs --store PATH")
     if args.bettensor_db is not None and (args.allowlist is None or args.feed != "none"):
         parser.error("--bettensor-db needs --allowlist FILE and no --feed")
+    if args.bettensor_indexes and args.bettensor_db is None:
+        parser.error("--bettensor-indexes needs --bettensor-db")
     asyncio.run(serve(args))
 
 

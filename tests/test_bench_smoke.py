@@ -29,7 +29,12 @@ pytestmark = pytest.mark.slow
         "CHECK predictions.bettensor_lock_hold_max_ms[10 miners, sync=FULL]",
         "RATIO predictions.bettensor_vs_own[10 miners, sync=FULL, validator writing]",
         "CHECK predictions.bettensor_lock_hold_max_ms[10 miners, sync=FULL, "
-        "validator writing]"]),
+        "validator writing]",
+        "CHECK predictions.validator_writer_tps[10 miners, sync=FULL]",
+        "RATIO predictions.bettensor_vs_own[10 miners, sync=FULL, indexes]",
+        "CHECK predictions.bettensor_lock_hold_max_ms[10 miners, sync=FULL, indexes, "
+        "validator writing]",
+        "CHECK predictions.validator_writer_tps[10 miners, sync=FULL, indexes]"]),
 ])
 def test_quick_mode_completes(module: str, extra: list[str], expected: list[str],
                               tmp_path: Path) -> None:
