@@ -40,6 +40,8 @@ from .models import Game, Outcome, Prediction
 from .options import ConnectionOptions
 from .outbox import Outbox, OutboxEntry
 from .reconnect import ReconnectPolicy
+from .results import DayResults, results_by_day
+from .settlement import payout
 from .signing import (
     canonical_bytes,
     sign_prediction,
@@ -60,6 +62,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionOptions",
     "ConnectionState",
+    "DayResults",
     "DeregisteredError",
     "ErrorCode",
     "ErrorFrame",
@@ -94,6 +97,8 @@ __all__ = [
     "check_prediction",
     "encode_frame",
     "parse_frame",
+    "payout",
+    "results_by_day",
     "sign_prediction",
     "sign_receipt",
     "verify_prediction",

@@ -14,6 +14,8 @@ The connection only coordinates; each job lives in its own module:
 :mod:`sdk.transports` talks to the hub (a WebSocket session or the HTTP fallback),
 :mod:`sdk.submissions` follows each prediction to its receipt, :mod:`sdk.gametable`
 keeps the games across reconnects, and :mod:`sdk.options` holds the tuning knobs.
+Confirmed predictions settle in the outbox when their game's outcome arrives (in an
+update, or in the snapshot or replay after a reconnect: :mod:`sdk.settlement`).
 What stays here: the lifecycle, the public state and iterators, and the supervisor
 loop that does what the policy decides.
 
@@ -37,6 +39,7 @@ import aiohttp
 
 from .channels import Channel, Fanout, UpdateChannel
 from .clocksync import ClockEstimator
+from .codes import ConfirmationStatus
 from .errors import BettensorWSError, ConnectionClosedError, LinkError
 from .frames import Confirmation, GameUpdate, Limits, Subscribe, Welcome
 from .gametable import GameTable
@@ -45,6 +48,7 @@ from .options import ConnectionOptions
 from .outbox import Outbox, OutboxEntry, default_outbox_path
 from .reconnect import Decision, Fail, Fallback, ReconnectPolicy
 from .signing import Signer, WalletLike, hotkey_signer
+from .sqlite import DatabaseClosed
 from .submissions import Submissions
 from .transports import (
     HttpFallbackTransport,
@@ -121,13 +125,13 @@ class ValidatorConnection:
         self.reconnects = 0
         self._signer: Signer | None = None
         self.outbox: Outbox | None = None
-        self._table = GameTable()
+        self._table = GameTable(on_settled=self._settle)
         self._confirmations: Fanout[Confirmation] = Fanout()
         self._states: Fanout[ConnectionState] = Fanout()
         self._clock = ClockEstimator()
         self._pacer = Pacer()
         self._submissions = Submissions(validator_hotkey, dispatch=self._dispatch,
-                                        publish=self._confirmations.push)
+                                        publish=self._confirmed)
         self._link: LinkContext | None = None
         self._transport: Transport | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -432,9 +436,34 @@ class ValidatorConnection:
                             error=self._submissions.on_error_frame, clock=self._clock,
                             heartbeat_sent=lambda: self._table.prune(self.server_now())))
 
+    def _settle(self, outcomes: dict[str, int]) -> None:
+        """Settle the confirmed predictions on these finished games, through the outbox's
+        writer (queued, never awaited here: this runs on the socket's reader)."""
+        outbox = self.outbox
+        if outbox is None or outbox.closed:
+            return
+        try:
+            recorded = outbox.record_outcomes(self.validator_hotkey, outcomes)
+        except DatabaseClosed:
+            return
+        recorded.add_done_callback(_log_settlement_failure)
+
+    def _confirmed(self, confirmation: Confirmation) -> None:
+        """A verified confirmation, now in the outbox: publish it, and settle it at once
+        if its game has already ended (it was confirmed after the outcome arrived, e.g.
+        resent after a reconnect and answered ``duplicate``)."""
+        if confirmation.status is not ConfirmationStatus.REJECTED:
+            outcomes = self._table.settled_outcomes()
+            if outcomes:
+                self._settle(outcomes)
+        self._confirmations.push(confirmation)
+
     def _dispatch(self, entry: OutboxEntry) -> None:
         """Send one outbox entry on whatever transport is up (none: it waits for one)."""
         if self._transport is not None:
             self._transport.dispatch(entry)
 
 
+def _log_settlement_failure(recorded: asyncio.Future[int]) -> None:
+    if not recorded.cancelled() and recorded.exception() is not None:
+        log.error("could not record game outcomes in the outbox: %r", recorded.exception())

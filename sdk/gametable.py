@@ -6,13 +6,15 @@ saw, or one from another epoch) asks for one snapshot, and until it arrives the
 connection sends no resume point, so the hub answers with a snapshot rather than a
 replay we could not apply. Every applied update goes into each reader's own buffer
 (:class:`~sdk.channels.UpdateChannel`): a slow reader never stalls the socket.
+Settled games in an applied update (or snapshot) go to ``on_settled`` first, so a
+reader that sees the update and then reads the outbox finds the predictions settled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -28,7 +30,10 @@ log = logging.getLogger("sdk.connection")
 class GameTable:
     """The games, the stream position, the resync state and the update readers."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_settled: Callable[[dict[str, int]], None] | None = None) -> None:
+        self.on_settled = on_settled
+        """Called with ``{game_id: outcome}`` of the settled games in each applied
+        update; must not block (it runs on the socket's reader)."""
         self.tracker = StreamTracker()
         self.resyncing = False
         self.synced = asyncio.Event()  # the table matches the hub's (set once)
@@ -37,6 +42,11 @@ class GameTable:
     @property
     def games(self) -> dict[str, Game]:
         return self.tracker.games
+
+    def settled_outcomes(self) -> dict[str, int]:
+        """``{game_id: outcome}`` of the settled games the table holds."""
+        return {game_id: int(game.outcome) for game_id, game in self.games.items()
+                if game.settled}
 
     def resume_params(self) -> dict[str, Any]:
         """``epoch`` and ``since`` to resume the stream with (none while resyncing)."""
@@ -78,6 +88,11 @@ class GameTable:
         if update.snapshot:
             self.resyncing = False
         self.synced.set()
+        if self.on_settled is not None:
+            settled = {game.game_id: int(game.outcome) for game in update.games
+                       if game.settled}
+            if settled:
+                self.on_settled(settled)
         self.readers.push(update)
         return False
 

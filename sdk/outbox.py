@@ -5,6 +5,10 @@ It is what makes submission at-least-once (pending rows are resent after every
 reconnect) and what lets an operator prove later what a validator accepted: the
 verified receipts are kept next to the predictions. One SQLite file per miner
 hotkey and validator hotkey (``":memory:"`` for notebooks and tests).
+
+Confirmed predictions are settled here too when their game's outcome arrives
+(:meth:`Outbox.record_outcomes`, Bettensor's rule in :mod:`sdk.settlement`), so the
+file also says what each prediction returned.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import json
 import re
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .codes import ConfirmationStatus
+from .settlement import FINAL_OUTCOMES, payout
 from .sqlite import MEMORY, GroupCommitDB
 
 _SCHEMA = """
@@ -36,10 +42,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     message          TEXT,
     receipt          TEXT,
     created_ns       INTEGER NOT NULL,
-    updated_ns       INTEGER NOT NULL
+    updated_ns       INTEGER NOT NULL,
+    outcome          INTEGER,
+    payout           REAL,
+    settled_ns       INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (validator_hotkey, status, created_ns);
+CREATE INDEX IF NOT EXISTS outbox_by_game ON outbox (validator_hotkey, game_id);
 """
+
+_RESULT_COLUMNS = (("outcome", "INTEGER"), ("payout", "REAL"), ("settled_ns", "INTEGER"))
+"""Columns added after the first release: an older file gets them at open."""
 
 PENDING = "pending"
 
@@ -49,6 +62,13 @@ COUNTED_STATUSES = frozenset({PENDING, ConfirmationStatus.ACCEPTED.value,
 accepted) and accepted or duplicate (the hub counted it). What the hub counts too."""
 
 _COUNTED_SQL = ", ".join(f"'{status}'" for status in sorted(COUNTED_STATUSES))
+
+CONFIRMED_STATUSES = frozenset({ConfirmationStatus.ACCEPTED.value,
+                                ConfirmationStatus.DUPLICATE.value})
+"""Statuses of predictions the hub holds (``duplicate``: it already had it): only these
+settle when their game ends."""
+
+_CONFIRMED_SQL = ", ".join(f"'{status}'" for status in sorted(CONFIRMED_STATUSES))
 
 _SS58 = r"[1-9A-HJ-NP-Za-km-z]{40,60}"
 _FILE_NAME = re.compile(rf"^(?P<miner>{_SS58})-(?P<validator>{_SS58})\.sqlite3$")
@@ -69,6 +89,15 @@ class OutboxEntry:
     message: str | None
     receipt: dict[str, Any] | None
     created_ns: int
+    outcome: int | None = None
+    """The game's outcome once settled (0 team_a, 1 team_b, 2 tie); None before."""
+    payout: float | None = None
+    """What the prediction returned (wager x odds when it won, else 0); None before."""
+    settled_ns: int | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.outcome is not None
 
 
 def outbox_file_name(miner_hotkey: str, validator_hotkey: str) -> str:
@@ -83,6 +112,21 @@ def parse_outbox_file_name(name: str) -> tuple[str, str] | None:
     return None if match is None else (match["miner"], match["validator"])
 
 
+def migrate_outbox(db: sqlite3.Connection) -> None:
+    """Add the result columns to an outbox file made before they existed (another
+    process may be doing the same: the check and the change share one transaction)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        present = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+        for name, kind in _RESULT_COLUMNS:
+            if name not in present:
+                db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 def default_outbox_path(miner_hotkey: str, validator_hotkey: str) -> Path:
     import platformdirs
 
@@ -95,7 +139,7 @@ class Outbox:
 
     def __init__(self, path: str | Path = MEMORY, *, synchronous: str = "FULL") -> None:
         self._db = GroupCommitDB(path, schema=_SCHEMA, synchronous=synchronous,
-                                 thread_name="outbox")
+                                 thread_name="outbox", migrate=migrate_outbox)
         self.path = self._db.path
 
     async def open(self) -> Outbox:
@@ -140,6 +184,39 @@ class Outbox:
                 " receipt = COALESCE(?, receipt), updated_ns = ?"
                 " WHERE prediction_id = ? AND status NOT IN ('accepted', 'duplicate')",
                 (status, code, message, receipt_json, now, prediction_id))
+
+        return self._db.submit(op)
+
+    def record_outcomes(self, validator_hotkey: str,
+                        outcomes: Mapping[str, int]) -> asyncio.Future[int]:
+        """Settle the confirmed predictions (:data:`CONFIRMED_STATUSES`) made with this
+        validator on the games in ``outcomes`` (game_id -> outcome; an unfinished game
+        is skipped). Idempotent: a prediction already settled with the same outcome is
+        left alone, so the same settled game may arrive any number of times. Returns at
+        once; the future resolves, once durable, with the number of predictions settled.
+        """
+        final = {game_id: int(outcome) for game_id, outcome in outcomes.items()
+                 if outcome in FINAL_OUTCOMES}
+
+        def op(db: sqlite3.Connection) -> int:
+            now = time.time_ns()
+            settled = 0
+            for game_id, outcome in final.items():
+                rows = db.execute(
+                    "SELECT prediction_id, wager, prediction FROM outbox"
+                    " WHERE validator_hotkey = ? AND game_id = ?"
+                    f" AND status IN ({_CONFIRMED_SQL})"
+                    " AND (outcome IS NULL OR outcome != ?)",
+                    (validator_hotkey, game_id, outcome)).fetchall()
+                for prediction_id, wager, prediction_json in rows:
+                    prediction = json.loads(prediction_json)
+                    returned = payout(wager, int(prediction["predicted_outcome"]),
+                                      float(prediction["predicted_odds"]), outcome)
+                    db.execute("UPDATE outbox SET outcome = ?, payout = ?, settled_ns = ?"
+                               " WHERE prediction_id = ?",
+                               (outcome, returned, now, prediction_id))
+                    settled += 1
+            return settled
 
         return self._db.submit(op)
 
@@ -190,11 +267,12 @@ class Outbox:
         def op(db: sqlite3.Connection) -> list[OutboxEntry]:
             rows = db.execute(
                 "SELECT prediction_id, validator_hotkey, miner_hotkey, game_id, wager,"
-                " wager_day, prediction, signature, status, code, message, receipt, created_ns"
-                f" FROM outbox {where}", args).fetchall()
+                " wager_day, prediction, signature, status, code, message, receipt, created_ns,"
+                f" outcome, payout, settled_ns FROM outbox {where}", args).fetchall()
             return [OutboxEntry(row[0], row[1], row[2], row[3], row[4], row[5],
                                 json.loads(row[6]), row[7], row[8], row[9], row[10],
-                                json.loads(row[11]) if row[11] else None, row[12])
+                                json.loads(row[11]) if row[11] else None, row[12],
+                                row[13], row[14], row[15])
                     for row in rows]
 
         return await self._db.submit(op)

@@ -70,7 +70,8 @@ class GroupCommitDB:
                  max_batch: int = 1024, thread_name: str = "sqlite",
                  busy_timeout_ms: int = 5000, busy_retries: int = 0,
                  set_wal: bool = True, create: bool = True, yield_ratio: float = 0.0,
-                 setup: str = "") -> None:
+                 setup: str = "",
+                 migrate: Callable[[sqlite3.Connection], None] | None = None) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         self.path = path if str(path) == MEMORY else Path(path).expanduser()
@@ -86,6 +87,9 @@ class GroupCommitDB:
         held (at most 0.25 s), so another process's writers get their turn."""
         self.setup = setup
         """SQL run once at open, after the schema (e.g. indexes on a shared file)."""
+        self.migrate = migrate
+        """Run once at open, after the schema and before ``setup``: brings a file made
+        by an older version up to the current schema (e.g. adds missing columns)."""
         self.lock_hold = LockHold()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
         self._db: sqlite3.Connection | None = None
@@ -118,6 +122,8 @@ class GroupCommitDB:
             db.execute(f"PRAGMA synchronous={self.synchronous}")
             if self.schema:
                 db.executescript(self.schema)
+            if self.migrate is not None:
+                self.migrate(db)
             if self.setup:
                 db.executescript(self.setup)
         except BaseException:

@@ -1,5 +1,6 @@
 """``bt-miner status``: what the outbox files say: pending, confirmed, rejected by code,
-wagered today and the latest receipts (their validator signatures re-verified)."""
+wagered today, the results of settled predictions per UTC day, and the latest receipts
+(their validator signatures re-verified)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sdk.outbox import Outbox, OutboxEntry, parse_outbox_file_name
+from sdk.results import DayResults, results_by_day
 from sdk.signing import verify_receipt
 
 from .common import EXIT_OK, EXIT_USAGE, CliError, default_outbox_dir
@@ -33,6 +35,7 @@ class OutboxReport:
     wagered_today: float = 0.0
     day: str = ""
     entries: list[OutboxEntry] = field(default_factory=list)
+    results: list[DayResults] = field(default_factory=list)
     error: str | None = None
 
     def latest(self, limit: int) -> list[OutboxEntry]:
@@ -56,6 +59,7 @@ class OutboxReport:
             "wagered_today": self.wagered_today,
             "error": self.error,
             "latest": [_entry_dict(e, self.validator_hotkey) for e in self.latest(limit)],
+            "results": [day.to_dict() for day in self.results],
         }
 
 
@@ -73,6 +77,8 @@ def _entry_dict(entry: OutboxEntry, validator_hotkey: str) -> dict[str, Any]:
         "receipt": entry.receipt,
         "receipt_verified": entry.receipt is not None and verify_receipt(entry.receipt,
                                                                          validator_hotkey),
+        "outcome": entry.outcome,
+        "payout": entry.payout,
     }
 
 
@@ -107,7 +113,27 @@ async def read_outboxes(directory: Path, *, today: str | None = None) -> list[Ou
             report.counts[entry.status] += 1
             if entry.status == "rejected":
                 report.rejected[entry.code or "?"] += 1
+        report.results = results_by_day(report.entries)
     return reports
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _results_table(report: OutboxReport) -> Table:
+    table = Table(title="results per UTC day (confirmed predictions)", title_justify="left",
+                  pad_edge=False)
+    table.add_column("day")
+    for name in ("settled", "wagered", "payout", "profit", "ROI", "hit rate", "open",
+                 "open exposure"):
+        table.add_column(name, justify="right")
+    for day in report.results:
+        style = "green" if day.profit > 0 else "red" if day.profit < 0 else ""
+        table.add_row(day.day, str(day.settled), f"{day.wagered:.2f}", f"{day.payout:.2f}",
+                      Text(f"{day.profit:+.2f}", style=style), _ratio(day.roi),
+                      _ratio(day.hit_rate), str(day.open), f"{day.open_exposure:.2f}")
+    return table
 
 
 def _table(report: OutboxReport, limit: int) -> Table:
@@ -170,6 +196,8 @@ async def show_status(*, outbox_dir: Path | None, limit: int, as_json: bool,
             + (f" ({by_code})" if by_code else ""), markup=False, highlight=False)
         console.print(f"  wagered today ({report.day} UTC): {report.wagered_today:.2f} "
                       f"with {short(report.validator_hotkey)}", markup=False, highlight=False)
+        if report.results:
+            console.print(_results_table(report))
         if report.entries:
             console.print(_table(report, limit))
     return EXIT_OK
