@@ -130,6 +130,52 @@ def test_status_on_a_prepared_outbox(tmp_path: Path) -> None:
     assert all(verified)
 
 
+def test_status_shows_results_per_day(tmp_path: Path) -> None:
+    """Settled and open confirmed predictions on two UTC days; pending and rejected ones
+    count for nothing."""
+    path = tmp_path / outbox_file_name(BOB.ss58_address, ALICE.ss58_address)
+    # (day, game, predicted outcome, wager, status); every prediction is at odds 2.0
+    plan = [("2026-11-01", "won", 0, 10.0, "accepted"), ("2026-11-01", "lost", 1, 30.0,
+                                                          "duplicate"),
+            ("2026-11-01", "open", 0, 4.0, "accepted"), ("2026-11-01", "won", 0, 50.0, None),
+            ("2026-11-02", "won", 0, 8.0, "accepted"), ("2026-11-02", "won", 0, 9.0,
+                                                         "rejected")]
+
+    async def fill() -> None:
+        outbox = await Outbox(path).open()
+        for day, game_id, outcome, wager, status in plan:
+            wire = _prediction(game_id, wager, outcome)
+            await outbox.add(validator_hotkey=ALICE.ss58_address, miner_hotkey=BOB.ss58_address,
+                             prediction=wire, signature=None, wager_day=day)
+            if status is not None:
+                code = "odds_mismatch" if status == "rejected" else "ok"
+                await outbox.settle(wire["prediction_id"], status, code=code, message=status)
+        await outbox.record_outcomes(ALICE.ss58_address, {"won": 0, "lost": 0, "open": 3})
+        await outbox.close()
+
+    asyncio.run(fill())
+    result = runner.invoke(app, ["status", "--outbox-dir", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)["outboxes"][0]["results"]
+    assert results == [
+        {"day": "2026-11-01", "settled": 2, "wins": 1, "wagered": 40.0, "payout": 20.0,
+         "profit": -20.0, "roi": -0.5, "hit_rate": 0.5, "open": 1, "open_exposure": 4.0},
+        {"day": "2026-11-02", "settled": 1, "wins": 1, "wagered": 8.0, "payout": 16.0,
+         "profit": 8.0, "roi": 1.0, "hit_rate": 1.0, "open": 0, "open_exposure": 0.0}]
+
+    result = runner.invoke(app, ["status", "--outbox-dir", str(tmp_path)],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    cells = [line.replace("│", " ").split() for line in result.stdout.splitlines()]
+    rows = {row[0]: row[1:] for row in cells if row and row[0].startswith("2026-11-0")}
+    assert rows["2026-11-01"] == ["2", "40.00", "20.00", "-20.00", "-50.0%", "50.0%", "1",
+                                  "4.00"]
+    assert rows["2026-11-02"] == ["1", "8.00", "16.00", "+8.00", "100.0%", "100.0%", "0",
+                                  "0.00"]
+    assert "won +10.00" in result.stdout  # the latest predictions show their result
+    assert "lost -30.00" in result.stdout
+
+
 def test_status_reports_a_damaged_outbox_and_shows_the_others(tmp_path: Path) -> None:
     today = datetime.now(UTC).date().isoformat()
     prepare_outbox(tmp_path, today)

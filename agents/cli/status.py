@@ -140,7 +140,7 @@ def _table(report: OutboxReport, limit: int) -> Table:
     table = Table(title=f"latest {limit} (newest first)", title_justify="left", pad_edge=False)
     for name, justify in (("when (UTC)", "left"), ("prediction", "left"), ("game", "left"),
                           ("pick", "left"), ("odds", "right"), ("wager", "right"),
-                          ("status", "left"), ("receipt", "left")):
+                          ("status", "left"), ("result", "right"), ("receipt", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for entry in report.latest(limit):
         receipt = entry.receipt or {}
@@ -160,8 +160,17 @@ def _table(report: OutboxReport, limit: int) -> Table:
                       describe_pick(prediction.get("predicted_outcome"),
                                     prediction.get("team_a"), prediction.get("team_b")),
                       f"{prediction.get('predicted_odds', 0):.2f}", f"{entry.wager:.2f}",
-                      Text(status, style=style), proof)
+                      Text(status, style=style), _result(entry), proof)
     return table
+
+
+def _result(entry: OutboxEntry) -> Text:
+    """A settled prediction's profit (payout minus wager), or "-" while it is open."""
+    if entry.outcome is None or entry.payout is None:
+        return Text("-", style="dim")
+    profit = entry.payout - entry.wager
+    won = entry.prediction.get("predicted_outcome") == entry.outcome
+    return Text(f"{'won' if won else 'lost'} {profit:+.2f}", style="green" if won else "red")
 
 
 async def show_status(*, outbox_dir: Path | None, limit: int, as_json: bool,
