@@ -436,14 +436,16 @@ class ValidatorConnection:
                             error=self._submissions.on_error_frame, clock=self._clock,
                             heartbeat_sent=lambda: self._table.prune(self.server_now())))
 
-    def _settle(self, outcomes: dict[str, int]) -> None:
-        """Settle the confirmed predictions on these finished games, through the outbox's
-        writer (queued, never awaited here: this runs on the socket's reader)."""
+    def _settle(self, outcomes: dict[str, int], prediction_id: str | None = None) -> None:
+        """Settle the confirmed predictions on these finished games (only
+        ``prediction_id`` when given), through the outbox's writer (queued, never
+        awaited here: this runs on the socket's reader)."""
         outbox = self.outbox
         if outbox is None or outbox.closed:
             return
         try:
-            recorded = outbox.record_outcomes(self.validator_hotkey, outcomes)
+            recorded = outbox.record_outcomes(self.validator_hotkey, outcomes,
+                                              prediction_id=prediction_id)
         except DatabaseClosed:
             return
         recorded.add_done_callback(_log_settlement_failure)
@@ -455,7 +457,7 @@ class ValidatorConnection:
         if confirmation.status is not ConfirmationStatus.REJECTED:
             outcomes = self._table.settled_outcomes()
             if outcomes:
-                self._settle(outcomes)
+                self._settle(outcomes, confirmation.prediction_id)
         self._confirmations.push(confirmation)
 
     def _dispatch(self, entry: OutboxEntry) -> None:

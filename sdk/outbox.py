@@ -187,35 +187,44 @@ class Outbox:
 
         return self._db.submit(op)
 
-    def record_outcomes(self, validator_hotkey: str,
-                        outcomes: Mapping[str, int]) -> asyncio.Future[int]:
+    def record_outcomes(self, validator_hotkey: str, outcomes: Mapping[str, int], *,
+                        prediction_id: str | None = None) -> asyncio.Future[int]:
         """Settle the confirmed predictions (:data:`CONFIRMED_STATUSES`) made with this
         validator on the games in ``outcomes`` (game_id -> outcome; an unfinished game
-        is skipped). Idempotent: a prediction already settled with the same outcome is
-        left alone, so the same settled game may arrive any number of times. Returns at
-        once; the future resolves, once durable, with the number of predictions settled.
+        is skipped), or only ``prediction_id`` when given (just confirmed, its game may
+        have ended already). Idempotent: a prediction already settled with the same
+        outcome is left alone, so the same settled game may arrive any number of times.
+        Returns at once; the future resolves, once durable, with the number of
+        predictions settled.
         """
         final = {game_id: int(outcome) for game_id, outcome in outcomes.items()
                  if outcome in FINAL_OUTCOMES}
+        confirmed = ("SELECT prediction_id, game_id, wager, prediction, outcome FROM outbox"
+                     f" WHERE validator_hotkey = ? AND status IN ({_CONFIRMED_SQL})")
+
+        def candidates(db: sqlite3.Connection) -> list[Any]:
+            if prediction_id is not None:
+                return db.execute(confirmed + " AND prediction_id = ?",
+                                  (validator_hotkey, prediction_id)).fetchall()
+            rows: list[Any] = []
+            for game_id in final:
+                rows += db.execute(confirmed + " AND game_id = ?",
+                                   (validator_hotkey, game_id)).fetchall()
+            return rows
 
         def op(db: sqlite3.Connection) -> int:
             now = time.time_ns()
             settled = 0
-            for game_id, outcome in final.items():
-                rows = db.execute(
-                    "SELECT prediction_id, wager, prediction FROM outbox"
-                    " WHERE validator_hotkey = ? AND game_id = ?"
-                    f" AND status IN ({_CONFIRMED_SQL})"
-                    " AND (outcome IS NULL OR outcome != ?)",
-                    (validator_hotkey, game_id, outcome)).fetchall()
-                for prediction_id, wager, prediction_json in rows:
-                    prediction = json.loads(prediction_json)
-                    returned = payout(wager, int(prediction["predicted_outcome"]),
-                                      float(prediction["predicted_odds"]), outcome)
-                    db.execute("UPDATE outbox SET outcome = ?, payout = ?, settled_ns = ?"
-                               " WHERE prediction_id = ?",
-                               (outcome, returned, now, prediction_id))
-                    settled += 1
+            for pid, game_id, wager, prediction_json, known in candidates(db):
+                outcome = final.get(game_id)
+                if outcome is None or outcome == known:
+                    continue
+                prediction = json.loads(prediction_json)
+                returned = payout(wager, int(prediction["predicted_outcome"]),
+                                  float(prediction["predicted_odds"]), outcome)
+                db.execute("UPDATE outbox SET outcome = ?, payout = ?, settled_ns = ?"
+                           " WHERE prediction_id = ?", (outcome, returned, now, pid))
+                settled += 1
             return settled
 
         return self._db.submit(op)

@@ -94,9 +94,13 @@ async def test_only_confirmed_predictions_settle_and_settling_again_changes_noth
         assert again.settled_ns == first_settled_ns
         assert again.payout == 20.0
 
-        # a pending prediction confirmed later settles when the outcome comes again
+        # a pending prediction confirmed after its game ended settles on its own
+        assert await outbox.record_outcomes(VALIDATOR, {"g1": 0}, prediction_id=pending) == 0
         await outbox.settle(pending, "duplicate", code="ok", message="duplicate")
-        assert await outbox.record_outcomes(VALIDATOR, {"g1": 0}) == 1
+        assert await outbox.record_outcomes(VALIDATOR, {"g1": 0},
+                                            prediction_id=rejected) == 0
+        assert await outbox.record_outcomes(VALIDATOR, {"g2": 0}, prediction_id=pending) == 0
+        assert await outbox.record_outcomes(VALIDATOR, {"g1": 0}, prediction_id=pending) == 1
         late = await outbox.get(pending)
         assert late is not None
         assert (late.outcome, late.payout) == (0, 12.0)
