@@ -114,17 +114,23 @@ def parse_outbox_file_name(name: str) -> tuple[str, str] | None:
 
 def migrate_outbox(db: sqlite3.Connection) -> None:
     """Add the result columns to an outbox file made before they existed (another
-    process may be doing the same: the check and the change share one transaction)."""
+    process may be doing the same: the check and the change share one transaction).
+    A current file costs one read, no write lock."""
+    if _missing_result_columns(db) == []:
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
-        present = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
-        for name, kind in _RESULT_COLUMNS:
-            if name not in present:
-                db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
+        for name, kind in _missing_result_columns(db):
+            db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _missing_result_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    present = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    return [(name, kind) for name, kind in _RESULT_COLUMNS if name not in present]
 
 
 def default_outbox_path(miner_hotkey: str, validator_hotkey: str) -> Path:
