@@ -348,6 +348,42 @@ def submit(
     _execute(go)
 
 
+# -- record / backtest ---------------------------------------------------------------------
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def record(
+    out: Annotated[Path, typer.Option(
+        "--out", metavar="FILE.jsonl",
+        help="The recording to write (appended to when it exists: updates it already "
+             "holds are skipped, so a recording can be continued).")],
+    validator: ValidatorOpt = None,
+    validator_hotkey: ValidatorHotkeyOpt = None,
+    wallet_name: WalletNameOpt = None,
+    wallet_hotkey: WalletHotkeyOpt = None,
+    wallet_path: WalletPathOpt = None,
+    dev: DevOpt = False,
+    dev_port: DevPortOpt = 0,
+    duration: DurationOpt = None,
+    log_format: LogFormatOpt = LogFormat.text,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Record one validator's game stream (every game_update with its hub time, one JSON
+    object a line) for 'bt-miner backtest'. Reconnects resume the stream; runs append."""
+    from .record import record_stream
+
+    setup_logging(log_format.value, (log_level or LogLevel.warning).value)
+
+    async def go() -> int:
+        endpoints = parse_validators(validator or [], validator_hotkey or [])
+        return await record_stream(dev=dev, validators=endpoints,
+                                   wallet=_wallet(wallet_name, wallet_hotkey, wallet_path),
+                                   out=out, duration=duration, console=_console(),
+                                   dev_port=dev_port)
+
+    _execute(go)
+
+
 # -- status / agents -----------------------------------------------------------------------
 
 
