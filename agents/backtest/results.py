@@ -290,7 +290,8 @@ def _report(uid: int, run: ReplayRun, rows: list[PredictionRow],
         day_wagers.append(sum((r.wager for r in placed[day]), 0.0))
         day_rows.append(DayRow(
             day=day.isoformat(), predictions=len(placed[day]), wagered=day_wagers[-1],
-            settled=len(settled_on[day]), payout=sum((r.payout or 0.0 for r in settled_on[day]), 0.0),
+            settled=len(settled_on[day]),
+            payout=sum((r.payout or 0.0 for r in settled_on[day]), 0.0),
             profit=day_profit, cumulative_profit=cumulative,
             scored_predictions=daily.counts[uid][index],
             clv=score.clv if score else 0.0, roi=score.roi if score else 0.0,
