@@ -19,6 +19,7 @@ from agents.discovery import ValidatorEndpoint
 from agents.stopping import until_stopped
 from sdk.connection import ValidatorConnection
 from sdk.errors import BettensorWSError
+from sdk.signing import WalletLike
 
 from .common import (
     EXIT_OK,
@@ -30,7 +31,7 @@ from .common import (
 )
 from .target import one_validator
 
-__all__ = ["record_stream"]
+__all__ = ["record_stream", "record_updates"]
 
 log = logging.getLogger("agents.cli")
 
@@ -44,10 +45,28 @@ async def _follow(conn: ValidatorConnection, writer: RecordingWriter) -> None:
         return
 
 
+async def record_updates(url: str, signer: WalletLike, validator_hotkey: str,
+                         writer: RecordingWriter, *, stop: asyncio.Event,
+                         duration: float | None = None) -> ValidatorConnection:
+    """Append the stream of the validator at ``url`` to ``writer`` until ``stop`` is set
+    or ``duration`` seconds pass; return the (closed) connection, whose ``error`` says
+    why it stopped if it did on its own."""
+    conn = ValidatorConnection(url, signer, validator_hotkey, outbox=":memory:")
+    try:
+        await conn.start()
+        follower = asyncio.create_task(_follow(conn, writer))
+        await until_stopped(asyncio.shield(follower), stop, timeout=duration)
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+    finally:
+        await close_connections([conn])
+    return conn
+
+
 async def record_stream(*, dev: bool, validators: list[ValidatorEndpoint],
                         wallet: WalletOptions, out: Path, duration: float | None,
                         console: Console, dev_port: int = 0) -> int:
-    """Record until SIGINT/SIGTERM or ``duration`` seconds; return the exit code."""
+    """``bt-miner record``: until SIGINT/SIGTERM or ``duration`` seconds; the exit code."""
     try:
         writer = RecordingWriter(out).open()
     except (OSError, RecordingError, UnicodeDecodeError) as exc:
@@ -55,20 +74,14 @@ async def record_stream(*, dev: bool, validators: list[ValidatorEndpoint],
     try:
         async with one_validator(dev=dev, validators=validators, wallet=wallet,
                                  dev_port=dev_port, command="record") as target:
-            endpoint = target.endpoint
-            conn = ValidatorConnection(endpoint.url, target.signer, endpoint.hotkey,
-                                       outbox=":memory:")
             stop = asyncio.Event()
             remove_signals = install_stop_signals(stop)
             try:
-                await conn.start()
-                follower = asyncio.create_task(_follow(conn, writer))
-                await until_stopped(asyncio.shield(follower), stop, timeout=duration)
-                follower.cancel()
-                await asyncio.gather(follower, return_exceptions=True)
+                conn = await record_updates(target.endpoint.url, target.signer,
+                                            target.endpoint.hotkey, writer, stop=stop,
+                                            duration=duration)
             finally:
                 remove_signals()
-                await close_connections([conn])
             failure = connection_failure([conn])
     finally:
         writer.close()
