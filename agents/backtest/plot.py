@@ -19,23 +19,29 @@ class MatplotlibMissing(RuntimeError):
     """Plotting was asked for without matplotlib installed."""
 
 
-def _pyplot() -> Any:
+def _pyplot(*, headless: bool = False) -> Any:
+    """pyplot, with the backend already chosen (a notebook's inline one), or the
+    file-only Agg backend when ``headless`` (the command line)."""
     try:
         import matplotlib
     except ImportError:
         raise MatplotlibMissing(
             "plotting needs matplotlib: pip install 'bettensor-ws[notebook]' "
             "(or pip install matplotlib)") from None
-    matplotlib.use("Agg", force=False)
+    if headless:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
 
 
-def plot_reports(reports: Sequence[AgentReport], out: str | Path | None = None) -> Any:
+def plot_reports(reports: Sequence[AgentReport], out: str | Path | None = None, *,
+                 headless: bool = False) -> Any:
     """A figure with two panels (cumulative profit, daily composite) per agent; saved
-    as PNG to ``out`` when given. Returns the matplotlib figure."""
-    plt = _pyplot()
+    as PNG to ``out`` when given. Returns the matplotlib figure (in a notebook it is
+    shown inline). ``headless``: draw with the Agg backend and close the figure once
+    saved (the command line)."""
+    plt = _pyplot(headless=headless)
     figure, (profit_axes, score_axes) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     for report in reports:
         days = [date.fromisoformat(row.day) for row in report.days]
@@ -52,4 +58,6 @@ def plot_reports(reports: Sequence[AgentReport], out: str | Path | None = None) 
     figure.tight_layout()
     if out is not None:
         figure.savefig(Path(out), format="png", dpi=100)
+    if headless:
+        plt.close(figure)
     return figure

@@ -98,7 +98,7 @@ async def run_backtest(*, agents: list[str], data: Path, agent_options: list[str
         try:
             from agents.backtest.plot import _pyplot
 
-            _pyplot()
+            _pyplot(headless=True)
         except MatplotlibMissing as exc:
             raise CliError(f"--plot: {exc}") from None
     started = time.perf_counter()
@@ -121,6 +121,6 @@ async def run_backtest(*, agents: list[str], data: Path, agent_options: list[str
         await asyncio.to_thread(json_out.write_text, text, encoding="utf-8")
         console.print(f"JSON written to {json_out}")
     if plot_out is not None:
-        plot_reports(result.reports, plot_out)
+        plot_reports(result.reports, plot_out, headless=True)
         console.print(f"plot written to {plot_out}")
     return EXIT_OK
