@@ -425,3 +425,18 @@ def test_cli_backtest_usage_errors(tmp_path: Path) -> None:
                               str(write_csv(tmp_path / "e0.csv")), "--agent-opt", "x.k=1"])
     assert scoped.exit_code == 2
     assert "--agent" in scoped.output
+
+
+def test_cli_record_dev_then_backtest_the_recording(tmp_path: Path) -> None:
+    out = tmp_path / "stream.jsonl"
+    recorded = cli.invoke(app, ["record", "--dev", "--out", str(out), "--duration", "2"],
+                          catch_exceptions=False)
+    assert recorded.exit_code == 0, recorded.output
+    lines = read_recording(out)
+    assert lines
+    assert lines[0].update.snapshot
+    assert f"recorded {len(lines)} update(s)" in recorded.output
+    replayed = cli.invoke(app, ["backtest", "--agent", "favorite", "--data", str(out)],
+                          catch_exceptions=False)
+    assert replayed.exit_code == 0, replayed.output
+    assert "(recording)" in replayed.output
