@@ -26,7 +26,7 @@ from .loader import (
     load_agent,
     load_agent_class,
 )
-from .runner import AgentRunner
+from .runner import AgentRunner, RunnerConnection
 from .scoring import (
     CLV_WEIGHT,
     DAILY_WAGER_LIMIT,
@@ -74,6 +74,7 @@ __all__ = [
     "DailySpend",
     "FavoriteAgent",
     "Pick",
+    "RunnerConnection",
     "RunnerStats",
     "ScoredPrediction",
     "ValidatorEndpoint",

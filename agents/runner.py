@@ -29,19 +29,19 @@ import logging
 import math
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from sdk.codes import ConfirmationStatus, ErrorCode
-from sdk.connection import ConnectionState, ValidatorConnection
+from sdk.connection import ConnectionState
 from sdk.errors import BettensorWSError, LinkError, PredictionRejected, ReceiptError
-from sdk.frames import Confirmation, GameUpdate
+from sdk.frames import Confirmation, GameUpdate, Limits
 from sdk.models import Game, Prediction
-from sdk.outbox import COUNTED_STATUSES
+from sdk.outbox import COUNTED_STATUSES, OutboxEntry
 from sdk.validation import DEFAULT_DAILY_WAGER_LIMIT, wager_day
 
 from .base import Agent, AgentContext, Pick, agent_logger
@@ -49,7 +49,7 @@ from .budget import DailySpend, OverBudget, fit_wager
 from .stats import RunnerStats, ValidatorStats
 from .stopping import until_stopped
 
-__all__ = ["RETRY_CODES", "AgentRunner"]
+__all__ = ["RETRY_CODES", "AgentRunner", "RunnerConnection", "RunnerOutbox"]
 
 log = logging.getLogger("agents.runner")
 
@@ -57,6 +57,60 @@ RETRY_CODES = frozenset({ErrorCode.ODDS_MISMATCH, ErrorCode.UNKNOWN_GAME,
                          ErrorCode.WAGER_LIMIT, ErrorCode.RATE_LIMITED})
 """Rejections after which the game may be offered again (odds moved, table race,
 budget): at most ``max_attempts`` submissions per game and validator."""
+
+
+class RunnerOutbox(Protocol):
+    """What the runner reads from a connection's outbox (:class:`~sdk.outbox.Outbox`)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def entries(self, validator_hotkey: str | None = None) -> list[OutboxEntry]: ...
+
+    async def wagered(self, validator_hotkey: str, wager_day: str) -> float: ...
+
+
+class RunnerConnection(Protocol):
+    """What the runner uses of a connection: exactly the part of
+    :class:`~sdk.connection.ValidatorConnection` it touches. Spelled out so that a
+    replay (:mod:`agents.backtest`) can drive the same runner on a virtual clock."""
+
+    @property
+    def validator_hotkey(self) -> str: ...
+
+    @property
+    def outbox(self) -> RunnerOutbox | None: ...
+
+    @property
+    def state(self) -> ConnectionState: ...
+
+    @property
+    def games(self) -> Mapping[str, Game]: ...
+
+    @property
+    def limits(self) -> Limits | None: ...
+
+    @property
+    def cutoff_margin(self) -> timedelta: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def wait_ready(self, timeout: float | None = None) -> None: ...
+
+    def game_updates(self, buffer: int | None = None) -> AsyncIterator[GameUpdate]: ...
+
+    def confirmations(self) -> AsyncIterator[Confirmation]: ...
+
+    async def submit(self, prediction: Prediction, *,
+                     timeout: float | None = None) -> Confirmation: ...
+
+    def server_now(self) -> datetime: ...
+
+
+def _random_prediction_id() -> str:
+    return str(uuid.uuid4())
 
 
 class AgentRunner:
@@ -73,16 +127,21 @@ class AgentRunner:
     :meth:`stop` lets in-flight submissions finish. ``rescan_interval_s``: offer the
     whole table again this often even without updates (None: never).
 
+    ``new_prediction_id``: makes the id of each prediction completed from a
+    :class:`~agents.base.Pick` (default: a random UUID; a replay passes a seeded
+    source so that the same input gives the same ids).
+
     Connections that are not started are started by the runner and closed by it on
     stop; started ones are left open.
     """
 
-    def __init__(self, agent: Agent, connections: Sequence[ValidatorConnection], *,
+    def __init__(self, agent: Agent, connections: Sequence[RunnerConnection], *,
                  daily_budget: float | None = None, cutoff_margin_s: float = 5.0,
                  over_budget: OverBudget = "scale", min_wager: float = 0.01,
                  submit_timeout_s: float = 30.0, agent_timeout_s: float = 60.0,
                  drain_timeout_s: float = 10.0, rescan_interval_s: float | None = 60.0,
-                 max_attempts: int = 3, max_in_flight: int = 256) -> None:
+                 max_attempts: int = 3, max_in_flight: int = 256,
+                 new_prediction_id: Callable[[], str] = _random_prediction_id) -> None:
         if not isinstance(agent, Agent):
             raise TypeError(f"agent must be an agents.Agent, not {type(agent).__name__}")
         if daily_budget is not None and (not math.isfinite(daily_budget) or daily_budget < 0):
@@ -105,6 +164,7 @@ class AgentRunner:
         self.drain_timeout_s = drain_timeout_s
         self.rescan_interval_s = rescan_interval_s
         self.max_attempts = max(1, max_attempts)
+        self.new_prediction_id = new_prediction_id
         self.stats = RunnerStats(agent=agent.name)
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._stopping = asyncio.Event()
@@ -163,6 +223,17 @@ class AgentRunner:
                     await worker.conn.close()
         return self.stats
 
+    async def wait_idle(self) -> None:
+        """Return once every validator's loop is waiting for game updates with no pass
+        under way and every submission answered (or the loop has ended).
+
+        For replays on a virtual clock (:mod:`agents.backtest`), which move time on
+        only when the runner has finished reacting to what was published; a live
+        miner never needs it."""
+        while pending := [w.idle for w in self._workers if not w.idle.is_set()]:
+            for event in pending:
+                await event.wait()
+
     # -- helpers for the workers ----------------------------------------------------------
 
     def fresh_id(self, prediction: Prediction, validator_hotkey: str) -> Prediction:
@@ -205,7 +276,7 @@ class AgentRunner:
 class _ValidatorWorker:
     """Everything the runner does for one validator."""
 
-    def __init__(self, runner: AgentRunner, conn: ValidatorConnection) -> None:
+    def __init__(self, runner: AgentRunner, conn: RunnerConnection) -> None:
         self.runner = runner
         self.agent = runner.agent
         self.conn = conn
@@ -222,6 +293,16 @@ class _ValidatorWorker:
         self.in_flight: set[asyncio.Task[None]] = set()
         self.owns_connection = False
         self.started = False
+        self.waiting = False  # blocked in _wait_for_work
+        self.finished = False
+        self.idle = asyncio.Event()  # see AgentRunner.wait_idle
+
+    def _note_idle(self) -> None:
+        if self.finished or (self.waiting and not self.in_flight and not self.dirty
+                             and not self.rescan):
+            self.idle.set()
+        else:
+            self.idle.clear()
 
     # -- main loop ------------------------------------------------------------------------
 
@@ -252,7 +333,11 @@ class _ValidatorWorker:
             self.stats.errors += 1
             self.log.exception("runner for validator %s failed", self.hotkey)
         finally:
-            await self._shutdown(readers)
+            try:
+                await self._shutdown(readers)
+            finally:
+                self.finished = True
+                self._note_idle()
 
     async def _seed(self) -> None:
         assert self.conn.outbox is not None
@@ -284,8 +369,14 @@ class _ValidatorWorker:
             if self.updates_closed or self.runner._stopping.is_set():
                 return False
             self.wake.clear()
-            woken = await until_stopped(self.wake.wait(), self.runner._stopping,
-                                        timeout=self.runner.rescan_interval_s)
+            self.waiting = True
+            self._note_idle()
+            try:
+                woken = await until_stopped(self.wake.wait(), self.runner._stopping,
+                                            timeout=self.runner.rescan_interval_s)
+            finally:
+                self.waiting = False
+                self._note_idle()
             if woken is None and not self.runner._stopping.is_set():
                 self.rescan = True
         return not self.runner._stopping.is_set()
@@ -296,6 +387,7 @@ class _ValidatorWorker:
                 if update.snapshot:
                     self.rescan = True
                 self.dirty.update(game.game_id for game in update.games)
+                self._note_idle()
                 self.wake.set()
         except asyncio.CancelledError:
             raise
@@ -304,6 +396,7 @@ class _ValidatorWorker:
         finally:
             self.updates_closed = True
             self.wake.set()
+            self._note_idle()
 
     async def _read_confirmations(self, confirmations: AsyncIterator[Confirmation]) -> None:
         with contextlib.suppress(BettensorWSError):  # ends with the connection's error
@@ -453,7 +546,8 @@ class _ValidatorWorker:
                           game_id, item.wager, wager)
         try:
             if isinstance(item, Pick):
-                prediction = item.to_prediction(game, wager=wager, model_name=self.agent.name)
+                prediction = item.to_prediction(game, wager=wager, model_name=self.agent.name,
+                                                prediction_id=self.runner.new_prediction_id())
             else:
                 prediction = item if wager == item.wager else item.model_copy(
                     update={"wager": wager})
@@ -472,7 +566,11 @@ class _ValidatorWorker:
         task = asyncio.create_task(self._submit(prediction, day.isoformat()),
                                    name=f"submit-{prediction.prediction_id}")
         self.in_flight.add(task)
-        task.add_done_callback(self.in_flight.discard)
+        task.add_done_callback(self._submitted)
+
+    def _submitted(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        self._note_idle()
 
     async def _submit(self, prediction: Prediction, day: str) -> None:
         game_id, wager = prediction.game_id, prediction.wager
@@ -521,6 +619,7 @@ class _ValidatorWorker:
             if (code == ErrorCode.ODDS_MISMATCH and game is not None
                     and _odds(game) != _odds(prediction)):
                 self.dirty.add(game_id)
+                self._note_idle()
                 self.wake.set()
         self.log.warning("prediction %s on %s rejected: [%s] %s", prediction.prediction_id,
                          game_id, code, message)

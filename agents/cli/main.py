@@ -1,4 +1,5 @@
-"""The ``bt-miner`` command line (typer): run, demo, watch, submit, status, agents."""
+"""The ``bt-miner`` command line (typer): run, demo, watch, submit, record, backtest,
+status, agents."""
 
 from __future__ import annotations
 
@@ -344,6 +345,88 @@ def submit(
             game_id=game_id, outcome=outcome, wager=wager, odds=odds, confidence=confidence,
             model_name=model_name, miner_uid=miner_uid, timeout=timeout, as_json=as_json,
             console=_console(), dev_port=dev_port)
+
+    _execute(go)
+
+
+# -- record / backtest ---------------------------------------------------------------------
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def record(
+    out: Annotated[Path, typer.Option(
+        "--out", metavar="FILE.jsonl",
+        help="The recording to write (appended to when it exists: updates it already "
+             "holds are skipped, so a recording can be continued).")],
+    validator: ValidatorOpt = None,
+    validator_hotkey: ValidatorHotkeyOpt = None,
+    wallet_name: WalletNameOpt = None,
+    wallet_hotkey: WalletHotkeyOpt = None,
+    wallet_path: WalletPathOpt = None,
+    dev: DevOpt = False,
+    dev_port: DevPortOpt = 0,
+    duration: DurationOpt = None,
+    log_format: LogFormatOpt = LogFormat.text,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Record one validator's game stream (every game_update with its hub time, one JSON
+    object a line) for 'bt-miner backtest'. Reconnects resume the stream; runs append."""
+    from .record import record_stream
+
+    setup_logging(log_format.value, (log_level or LogLevel.warning).value)
+
+    async def go() -> int:
+        endpoints = parse_validators(validator or [], validator_hotkey or [])
+        return await record_stream(dev=dev, validators=endpoints,
+                                   wallet=_wallet(wallet_name, wallet_hotkey, wallet_path),
+                                   out=out, duration=duration, console=_console(),
+                                   dev_port=dev_port)
+
+    _execute(go)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def backtest(
+    agent: Annotated[list[str], typer.Option(
+        "--agent", metavar="NAME|module:Class",
+        help="An agent to replay (repeatable: agents are compared, and scored together "
+             "as the miners of one validator).")],
+    data: Annotated[Path, typer.Option(
+        "--data", metavar="FILE",
+        help="A recording ('bt-miner record') or a football-data.co.uk CSV.")],
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", metavar="OUT.json",
+        help="Write the figures, one row per prediction and one per day, as JSON.")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", metavar="OUT.png",
+        help="Plot cumulative profit and the daily composite per agent (needs "
+             "matplotlib: the 'notebook' extra).")] = None,
+    agent_opt: Annotated[list[str] | None, typer.Option(
+        "--agent-opt", metavar="[AGENT.]KEY=VALUE",
+        help="Option for the agents' constructors (repeatable; VALUE read as JSON when "
+             "it parses); AGENT.KEY=VALUE gives it to that --agent only.")] = None,
+    daily_budget: Annotated[float | None, typer.Option(
+        "--daily-budget", min=0, metavar="AMOUNT",
+        help="Most to wager per replay UTC day [default: the hub's limit, 1000].")] = None,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Seed of the prediction ids (same input and seed, same JSON).")] = 0,
+    app_dir: AppDirOpt = Path("."),
+    log_format: LogFormatOpt = LogFormat.text,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Replay a recording or a football-data.co.uk CSV to agents through the real runner
+    on a virtual clock (hub rules: cutoff, odds tolerance, daily limit per replay UTC
+    day) and report profit, ROI, CLV, risk score, hit rate, max drawdown, daily
+    composite and tier scores."""
+    from .backtest import run_backtest
+
+    setup_logging(log_format.value, (log_level or LogLevel.error).value)
+
+    async def go() -> int:
+        return await run_backtest(agents=agent, data=data, agent_options=agent_opt or [],
+                                  json_out=json_out, plot_out=plot, seed=seed,
+                                  daily_budget=daily_budget, app_dir=app_dir,
+                                  console=_console())
 
     _execute(go)
 
