@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -124,3 +126,17 @@ async def bystanders(start_hub: Any) -> AsyncIterator[Callable[..., Any]]:
     yield make
     for bystander in made:
         await bystander.__aexit__(None, None, None)
+
+
+@pytest.fixture
+def venv_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A ``python3`` Jupyter kernel spec that runs this interpreter (JUPYTER_PATH comes
+    first), so a kernel spec of another Python elsewhere on the machine cannot be picked
+    up by the notebook tests."""
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (bettensor-ws tests)", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return "python3"

@@ -3,8 +3,6 @@ kernel: a local hub, a connection, a DataFrame, a plot and an accepted receipt."
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,19 +19,6 @@ def _text(cell: dict) -> str:
         parts.append(output.get("text", ""))
         parts.append(output.get("data", {}).get("text/plain", ""))
     return "".join(parts)
-
-
-@pytest.fixture
-def venv_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A ``python3`` kernel spec that runs this interpreter (JUPYTER_PATH comes first),
-    so a kernel spec of another Python elsewhere on the machine cannot be picked up."""
-    spec = tmp_path / "jupyter" / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (bettensor-ws tests)", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    return "python3"
 
 
 def test_notebook_runs_and_gets_an_accepted_receipt(venv_kernel: str) -> None:

@@ -3,8 +3,6 @@ writes a CSV, backtests two agents, and shows a comparison table and plots."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,18 +11,6 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "backtest_agents.ipynb"
-
-
-@pytest.fixture
-def venv_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A ``python3`` kernel spec that runs this interpreter (see tests/test_notebook.py)."""
-    spec = tmp_path / "jupyter" / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (bettensor-ws tests)", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    return "python3"
 
 
 def test_backtest_notebook_compares_two_agents(venv_kernel: str) -> None:
