@@ -71,7 +71,8 @@ class GroupCommitDB:
                  busy_timeout_ms: int = 5000, busy_retries: int = 0,
                  set_wal: bool = True, create: bool = True, yield_ratio: float = 0.0,
                  setup: str = "",
-                 migrate: Callable[[sqlite3.Connection], None] | None = None) -> None:
+                 migrate: Callable[[sqlite3.Connection], None] | None = None,
+                 lock_hold: LockHold | None = None) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         self.path = path if str(path) == MEMORY else Path(path).expanduser()
@@ -90,7 +91,7 @@ class GroupCommitDB:
         self.migrate = migrate
         """Run once at open, after the schema and before ``setup``: brings a file made
         by an older version up to the current schema (e.g. adds missing columns)."""
-        self.lock_hold = LockHold()
+        self.lock_hold = lock_hold if lock_hold is not None else LockHold()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
         self._db: sqlite3.Connection | None = None
         self._queue: asyncio.Queue[tuple[Operation[Any], asyncio.Future[Any]] | None] | None = None

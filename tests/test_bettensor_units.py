@@ -5,7 +5,6 @@ group-commit driver (real SQLite files)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from sdk.models import Outcome
+from sdk.models import Outcome, Prediction
 from sdk.sqlite import GroupCommitDB
 from server_stub.bettensor import ValidatorDatabase, game_from_row, parse_db_time
+from server_stub.bettensor.database import DatabaseReplaced, Inserted
 from server_stub.bettensor.schema import DAILY_TOTAL_SQL, prediction_date, received_at_ns_of
 from server_stub.registry import (
     AllowListRegistry,
@@ -26,7 +26,13 @@ from server_stub.registry import (
 )
 
 from .kit.keys import miner_key
-from .kit.validatordb import create_validator_db, upsert_game, validator_connection
+from .kit.validatordb import (
+    create_validator_db,
+    prediction_rows,
+    pull_state,
+    upsert_game,
+    validator_connection,
+)
 
 BOB, CHARLIE = miner_key("Bob").ss58_address, miner_key("Charlie").ss58_address
 SIX_PM = datetime(2025, 1, 5, 18, 0, tzinfo=UTC)
@@ -162,12 +168,50 @@ async def test_a_replaced_file_is_noticed(tmp_path: Path) -> None:
     db = await ValidatorDatabase(path).open()
     try:
         assert db.replaced is False
-        pulled = create_validator_db(tmp_path / "pulled.db")  # the validator's state pull
-        os.replace(pulled, path)
+        pull_state(path, create_validator_db(tmp_path / "pulled.db"))
         await db.offered_games(datetime.now(UTC))
         assert db.replaced is True
     finally:
         await db.close()
+
+
+async def test_nothing_is_written_to_a_replaced_file(tmp_path: Path) -> None:
+    """The validator's state pull deletes the -wal/-shm files and moves a downloaded
+    database over the file: the hub must not give a receipt for a row in the orphan."""
+    path = create_validator_db(tmp_path / "validator.db")
+    start = datetime.now(UTC) + timedelta(days=1)
+    with validator_connection(path) as conn:
+        upsert_game(conn, 5, start=start)
+    db = await ValidatorDatabase(path).open()
+    try:
+        first = _prediction("5")
+        assert isinstance(await db.insert(first, miner_uid=1, received_at_ns=1,
+                                          daily_limit=1000), Inserted)
+        pulled = create_validator_db(tmp_path / "pulled.db")
+        conn = validator_connection(pulled)
+        upsert_game(conn, 5, start=start)
+        conn.close()  # the download is a finished file
+        pull_state(path, pulled)
+        second = _prediction("5")
+        with pytest.raises(DatabaseReplaced, match="was replaced; resend"):
+            await db.insert(second, miner_uid=1, received_at_ns=2, daily_limit=1000)
+        assert db.replaced is True
+    finally:
+        await db.close()
+    assert prediction_rows(path) == {}
+    restarted = await ValidatorDatabase(path).open()  # the hub restarted on the new file
+    try:
+        assert isinstance(await restarted.insert(second, miner_uid=1, received_at_ns=3,
+                                                 daily_limit=1000), Inserted)
+        assert set(prediction_rows(path)) == {second.prediction_id}
+    finally:
+        await restarted.close()
+
+
+def _prediction(game_id: str) -> Prediction:
+    return Prediction(game_id=game_id, predicted_outcome=0, predicted_odds=2.1, team_a=
+                      f"Home {game_id}", team_b=f"Away {game_id}", wager=1.0,
+                      team_a_odds=2.1, team_b_odds=3.4, tie_odds=3.3)
 
 
 @pytest.mark.parametrize("name", ["missing.db", "plain.db"])

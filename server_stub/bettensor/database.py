@@ -34,11 +34,19 @@ from .schema import (
     prediction_row,
 )
 
-__all__ = ["Existing", "Inserted", "OverLimit", "UnknownGame", "ValidatorDatabase"]
+__all__ = ["DatabaseReplaced", "Existing", "Inserted", "OverLimit", "UnknownGame",
+           "ValidatorDatabase"]
 
 log = logging.getLogger("server_stub.bettensor")
 
 _EPSILON = 1e-9
+
+
+class DatabaseReplaced(sqlite3.OperationalError):
+    """The file at the path is no longer the one this connection writes to (the
+    validator's state pull replaced it): nothing is written to the orphaned file, and
+    no receipt is given for a row the validator would never see; the prediction gets
+    an error and is resent by the miner, and lands once the hub is restarted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +93,14 @@ class ValidatorDatabase:
         the validator's)."""
         self.path = Path(path).expanduser()
         self.indexes = indexes
-        self._writer = GroupCommitDB(
-            self.path, schema="", synchronous=synchronous, max_batch=max_batch,
+        self._lock_hold = LockHold()
+        self._writer_options: dict[str, Any] = dict(
+            schema="", synchronous=synchronous, max_batch=max_batch,
             thread_name="bettensor-db", busy_timeout_ms=busy_timeout_ms,
             busy_retries=busy_retries, create=False, yield_ratio=yield_ratio,
-            setup=HUB_INDEXES if indexes else "")
+            setup=HUB_INDEXES if indexes else "", lock_hold=self._lock_hold)
+        self._writer = GroupCommitDB(self.path, **self._writer_options)
+        self._writer_identity: tuple[int, int] | None = None
         self._busy_timeout_ms = busy_timeout_ms
         self._reader_thread = ThreadPoolExecutor(max_workers=1,
                                                  thread_name_prefix="bettensor-read")
@@ -97,13 +108,15 @@ class ValidatorDatabase:
         self._identity: tuple[int, int] | None = None
         self.replaced = False
         """Set when the file at ``path`` is no longer the one opened (the validator's
-        state pull replaces it): rows written since are not in the validator's file."""
+        state pull replaces it): from then on inserts fail with
+        :class:`DatabaseReplaced` instead of writing to the orphaned file, until the hub
+        is restarted on the new file."""
         self.skipped_rows = 0
 
     @property
     def lock_hold(self) -> LockHold:
         """How long the hub held the database's write lock, per batch."""
-        return self._writer.lock_hold
+        return self._lock_hold
 
     @property
     def commits(self) -> int:
@@ -112,9 +125,16 @@ class ValidatorDatabase:
     async def open(self) -> ValidatorDatabase:
         if not self.path.is_file():
             raise FileNotFoundError(f"no Bettensor validator database at {self.path}")
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._reader_thread, self._connect_reader)
+        # the writer first: a read-only connection cannot create the -shm file a WAL
+        # database needs (it is missing after the validator's state pull, for one)
         await self._writer.open()
+        self._writer_identity = _identity(self.path)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._reader_thread, self._connect_reader)
+        except BaseException:
+            await self._writer.close()
+            raise
         return self
 
     def _connect_reader(self) -> None:
@@ -129,8 +149,7 @@ class ValidatorDatabase:
             raise ValueError(f"{self.path} is not a Bettensor validator database: no "
                              f"{' or '.join(sorted(missing))} table")
         self._reader = db
-        stat = os.stat(self.path)
-        self._identity = (stat.st_dev, stat.st_ino)
+        self._identity = _identity(self.path)
 
     async def close(self) -> None:
         await self._writer.close()
@@ -167,18 +186,16 @@ class ValidatorDatabase:
         return games
 
     def _check_identity(self) -> None:
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            identity = None
-        else:
-            identity = (stat.st_dev, stat.st_ino)
-        if identity != self._identity and not self.replaced:
+        if _identity(self.path) != self._identity:
+            self._mark_replaced()
+
+    def _mark_replaced(self) -> None:
+        if not self.replaced:
             self.replaced = True
             log.error("the validator database %s was replaced or removed since the hub "
-                      "opened it (the validator's state pull does this): predictions are "
-                      "written to the old file; run the validator with "
-                      "VALIDATOR_PULL_STATE=False and restart the hub", self.path)
+                      "opened it (the validator's state pull does this; run the validator "
+                      "with VALIDATOR_PULL_STATE=False): predictions are refused until "
+                      "the hub is restarted", self.path)
 
     # -- predictions --------------------------------------------------------------
 
@@ -194,8 +211,12 @@ class ValidatorDatabase:
         day = prediction_date(received_at_ns)[:10]
         pid = prediction.prediction_id
         wager = prediction.wager
+        expected = self._writer_identity
 
         def op(db: sqlite3.Connection) -> InsertOutcome:
+            if _identity(self.path) != expected:  # never write to an orphaned file
+                self._mark_replaced()
+                raise DatabaseReplaced(f"{self.path} was replaced; resend")
             row = db.execute("SELECT miner_uid, prediction_date FROM predictions "
                              "WHERE prediction_id = ?", (pid,)).fetchone()
             if row is not None:
@@ -232,6 +253,15 @@ class ValidatorDatabase:
         if self._reader is None:
             raise sqlite3.ProgrammingError("the validator database is closed")
         return float(self._reader.execute(DAILY_TOTAL_SQL, (miner_uid, day)).fetchone()[0])
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file is at ``path`` (device, inode); None when there is none."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -7,6 +7,7 @@ upserts, its own prediction intake), to share the file with a hub under test.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sqlite3
 import sys
@@ -21,10 +22,21 @@ from server_stub.bettensor.schema import VALIDATOR_SCHEMA
 
 def create_validator_db(path: Path) -> Path:
     """An empty validator database, in WAL mode as the running validator keeps it."""
-    with sqlite3.connect(path) as db:
+    db = sqlite3.connect(path)
+    try:
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(VALIDATOR_SCHEMA)
+    finally:
+        db.close()
     return path
+
+
+def pull_state(path: Path, downloaded: Path) -> None:
+    """What the validator's state pull does to its file (``state_sync.pull_state``):
+    delete the ``-wal`` and ``-shm`` files, then move the downloaded database over."""
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    os.replace(downloaded, path)
 
 
 def db_time(moment: datetime, form: str = "space") -> str:
@@ -74,11 +86,14 @@ def insert_prediction(db: sqlite3.Connection, *, external_id: int, miner_uid: in
 
 
 def prediction_rows(path: Path) -> dict[str, dict[str, Any]]:
-    """Every row of ``predictions`` by id (read-only)."""
-    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+    """Every row of ``predictions`` by id, as another process reads them."""
+    db = sqlite3.connect(path)
+    try:
         db.row_factory = sqlite3.Row
         return {row["prediction_id"]: dict(row)
                 for row in db.execute("SELECT * FROM predictions")}
+    finally:
+        db.close()
 
 
 def score_as_the_validator(path: Path, external_id: int) -> dict[str, list[Any]]:
