@@ -90,7 +90,7 @@ def _feed(args: argparse.Namespace) -> Any:
         return None
     from datetime import UTC, datetime, timedelta
 
-    from server_stub.feed import GameSimulator
+    from server_stub.simulator import GameSimulator
 
     return GameSimulator(seed=args.feed_seed, start=datetime.now(UTC), games=args.feed_games,
                          kickoff_spacing=timedelta(seconds=args.kickoff_spacing),

@@ -8,7 +8,7 @@ from .admission import Admission
 from .app import create_app
 from .clock import HubClock
 from .config import HubConfig
-from .feed import FeedError, GameFeed, GameSimulator, StaticFeed, load_games_file
+from .feed import FeedError, GameFeed, StaticFeed, load_games_file
 from .http_api import HUB_KEY
 from .http_errors import error_response, parse_stream_query
 from .hub import Hub
@@ -16,6 +16,7 @@ from .intake import PredictionIntake, PredictionOutcome
 from .miner_ws import MinerWSHandler
 from .registry import AllowListRegistry, MetagraphRegistry, OpenRegistry, metagraph_fetch
 from .session_table import SessionTable
+from .simulator import GameSimulator
 from .store import PredictionStore
 
 __all__ = [

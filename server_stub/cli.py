@@ -83,7 +83,8 @@ def build_registry(*, open_: bool, allow: list[str], allowlist: Path | None, den
 
 
 def build_feed(feed: str, seed: int) -> GameFeed | None:
-    from .feed import FeedError, GameSimulator, StaticFeed, load_games_file
+    from .feed import FeedError, StaticFeed, load_games_file
+    from .simulator import GameSimulator
 
     if feed == "none":
         return None

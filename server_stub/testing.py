@@ -23,10 +23,11 @@ from sdk.signing import Signer
 from .app import create_app
 from .clock import HubClock
 from .config import HubConfig
-from .feed import GameFeed, GameSimulator
+from .feed import GameFeed
 from .http_api import HUB_KEY
 from .hub import Hub
 from .registry import MinerRegistry, OpenRegistry
+from .simulator import GameSimulator
 
 __all__ = ["DEFAULT_VALIDATOR_URI", "LocalHub", "brisk_config", "brisk_simulator"]
 

@@ -1,4 +1,5 @@
-"""Tests for server_stub.feed: the game simulator and the JSON games-file loader."""
+"""Tests for server_stub.simulator (the game simulator) and server_stub.feed (the JSON
+games-file loader)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 from sdk.models import Game, Outcome
 from sdk.tracker import SETTLED_RETENTION
-from server_stub.feed import FeedError, GameSimulator, load_games_file
+from server_stub.feed import FeedError, load_games_file
+from server_stub.simulator import GameSimulator
 
 START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 SPACING = timedelta(minutes=3)
