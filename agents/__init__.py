@@ -26,7 +26,7 @@ from .loader import (
     load_agent,
     load_agent_class,
 )
-from .runner import AgentRunner, RunnerConnection
+from .runner import AgentRunner
 from .scoring import (
     CLV_WEIGHT,
     DAILY_WAGER_LIMIT,
@@ -55,6 +55,7 @@ from .scoring import (
     upstream_scoring_window,
 )
 from .stats import RunnerStats, ValidatorStats
+from .worker import RunnerConnection
 
 __all__ = [
     "CLV_WEIGHT",
