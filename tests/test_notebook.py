@@ -3,17 +3,12 @@ kernel: a local hub, a connection, a DataFrame, a plot and an accepted receipt."
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
-import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_game_stream.ipynb"
+from .kit.notebooks import run_notebook
 
 
-def _text(cell: dict) -> str:
+def _text(cell: Any) -> str:
     parts = []
     for output in cell.get("outputs", []):
         parts.append(output.get("text", ""))
@@ -22,17 +17,7 @@ def _text(cell: dict) -> str:
 
 
 def test_notebook_runs_and_gets_an_accepted_receipt(venv_kernel: str) -> None:
-    pytest.importorskip("ipykernel")
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    # the file is kept without outputs so diffs stay readable
-    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
-    client = nbclient.NotebookClient(notebook, timeout=60, kernel_name=venv_kernel,
-                                     startup_timeout=60,
-                                     resources={"metadata": {"path": str(NOTEBOOK.parent)}})
-    client.execute()  # raises CellExecutionError on any failing cell
-    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    for cell in code_cells:
-        assert not [o for o in cell.outputs if o.output_type == "error"], cell.source
+    code_cells = run_notebook("explore_game_stream.ipynb", venv_kernel, timeout=60)
     receipt_cells = [c for c in code_cells if "receipt" in c.metadata.get("tags", [])]
     assert len(receipt_cells) == 1
     assert "accepted" in _text(receipt_cells[0])
