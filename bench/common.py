@@ -138,6 +138,26 @@ async def gc_pauses(session: aiohttp.ClientSession, port: int, *,
 # -- server subprocesses ----------------------------------------------------------------
 
 
+def core_split() -> tuple[set[int], set[int]] | None:
+    """(server cores, load-generator cores): the server on the last core this process
+    may use, everything else for the load generator, so the two never share a core and
+    the server's CPU figures are not those of a process fighting its own clients.
+    None with fewer than two usable cores, or when ``BENCH_NO_PIN`` is set."""
+    if os.environ.get("BENCH_NO_PIN") or not hasattr(os, "sched_setaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    return {cores[-1]}, set(cores[:-1])
+
+
+def pin_load_generator() -> None:
+    """Keep this (the load generator's) process off the server's core (see core_split)."""
+    split = core_split()
+    if split is not None:
+        os.sched_setaffinity(0, split[1])
+
+
 def proc_rss_kib(pid: int) -> int:
     """Resident set size of a process (VmRSS, KiB)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -178,10 +198,17 @@ class ServerProcess:
         return proc_cpu_s(self.pid)
 
     async def start(self, timeout: float = 60.0) -> ServerProcess:
+        split = core_split()
+        server_cores = None if split is None else split[0]
+
+        def pin() -> None:  # in the child, before Python starts: every thread inherits it
+            if server_cores is not None:
+                os.sched_setaffinity(0, server_cores)
+
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.servers", *self.args,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=self._stderr,
-            cwd=_ROOT)
+            cwd=_ROOT, preexec_fn=pin)
         assert self.proc.stdout is not None
         try:
             line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
@@ -435,6 +462,11 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
 def run_main(banner: str, args: Any, run: Any) -> dict[str, Any]:
     """The body of every benchmark's ``main``: banner, quick-mode warning, run, JSON."""
     print(banner, flush=True)
+    split = core_split()
+    print("cores: " + ("not pinned" if split is None else
+                       f"server on {sorted(split[0])}, load generator on {sorted(split[1])}"),
+          flush=True)
+    pin_load_generator()
     if args.quick:
         print("QUICK MODE: too short for meaningful ratios; it shows the benchmark runs",
               flush=True)
