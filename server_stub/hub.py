@@ -33,6 +33,7 @@ from .session_table import SessionTable
 from .stats import HubStats
 from .store import PredictionBook, PredictionStore
 from .stream import GameStream, UpdateRecord
+from .wsframes import SharedFrame
 
 log = logging.getLogger("server_stub.hub")
 
@@ -138,13 +139,15 @@ class Hub:
             await asyncio.sleep(interval)
             deadline = time.monotonic() - 3 * interval
             self.stream.prune(self.clock.now())
-            text = Heartbeat(time_ns=self.clock.now_ns()).encode()
+            alive = []
             for session in list(self.sessions.values()):
                 if session.last_received < deadline:
                     self.sessions.close(session, CloseCode.POLICY_VIOLATION,
                                         "heartbeat timeout")
                 else:
-                    session.send(text)
+                    alive.append(session)
+            self.sessions.send_to(alive, SharedFrame(Heartbeat(time_ns=self.clock.now_ns())
+                                                     .encode()))
 
     # -- games ------------------------------------------------------------------------
 

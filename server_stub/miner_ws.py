@@ -43,7 +43,7 @@ from .intake import (
     Unidentified,
 )
 from .predictions import confirmation_frame
-from .session import MinerSession
+from .session import HubWebSocket, MinerSession
 from .session_table import SessionTable
 from .stats import HubStats
 from .stream import GameFilter, GameStream
@@ -79,15 +79,18 @@ class MinerWSHandler:
             return error_response(refusal)
         # aiohttp refuses a frame whose size *reaches* max_msg_size; the announced
         # limit is the largest frame allowed, so allow exactly max_frame_bytes.
-        ws = web.WebSocketResponse(max_msg_size=self.config.max_frame_bytes + 1,
-                                   compress=self.config.compress, autoping=True,
-                                   timeout=self.config.close_timeout_s)
+        ws = HubWebSocket(max_msg_size=self.config.max_frame_bytes + 1,
+                          compress=self.config.compress, autoping=True,
+                          timeout=self.config.close_timeout_s)
         if not ws.can_prepare(request).ok:
             self.stats.handshake_refusals[426] += 1
             return error_response(HubHTTPError(426, ErrorCode.UPGRADE_REQUIRED,
                                                "GET /ws needs a WebSocket upgrade"))
         try:
-            await ws.prepare(request)
+            writer = await ws.prepare(request)
+            session = MinerSession(ws=ws, request=request, writer=writer, hotkey=hotkey,
+                                   session_id=uuid.uuid4().hex, game_filter=flt,
+                                   queue_size=self.config.send_queue_size, owner=self.sessions)
         except ConnectionResetError:
             # The link died between admission and the 101 (the miner gave up, a proxy
             # cut it): no one to serve. Raised on, aiohttp would log it as an unhandled
@@ -95,18 +98,12 @@ class MinerWSHandler:
             self.stats.errors["upgrade_aborted"] += 1
             log.info("connection of %s lost during the WebSocket upgrade", hotkey)
             return web.Response(status=499, reason="Client Closed Request")
-        session = MinerSession(ws=ws, request=request, hotkey=hotkey,
-                               session_id=uuid.uuid4().hex, game_filter=flt,
-                               queue_size=self.config.send_queue_size,
-                               on_overflow=self.sessions.on_overflow,
-                               on_sent=self.sessions.count_sent)
         previous = self.sessions.get(hotkey)
         if previous is not None:
             self.sessions.close(previous, CloseCode.REPLACED,
                                 "replaced by a newer connection of this hotkey")
         self.sessions.add(session)
         self._greet(session, epoch, since)
-        session.start()
         # The read loop runs in its own task so a close can stop it first and then
         # run the full close handshake (see MinerSession.stop_reading).
         reader = asyncio.create_task(self._read_loop(session),
