@@ -156,8 +156,10 @@ class Hub:
         record = self.stream.apply(games)
         if record is None:
             return None
-        self.store.save_games(record.games).add_done_callback(_log_failure)
+        # Broadcast first: the store's writer thread would otherwise wake up during the
+        # broadcast and contend for the GIL at every socket write (bench/fanout.py).
         self.sessions.broadcast(record)
+        self.store.save_games(record.games).add_done_callback(_log_failure)
         event, self._update_event = self._update_event, asyncio.Event()
         event.set()
         return record

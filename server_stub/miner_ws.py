@@ -110,9 +110,16 @@ class MinerWSHandler:
                                      name=f"read-{session.session_id}")
         session.reader = reader
         try:
-            await asyncio.wait({reader})
-            if not reader.cancelled():
-                reader.result()  # a bug in the loop surfaces here
+            try:
+                await reader  # a bug in the loop surfaces here
+            except asyncio.CancelledError:
+                # A close cancels the read loop (MinerSession.stop_reading): carry on.
+                # Only a cancellation of this handler itself goes on up. (Not
+                # asyncio.wait: its set, future and callbacks would live as long as
+                # the connection.)
+                current = asyncio.current_task()
+                if not reader.cancelled() or (current is not None and current.cancelling()):
+                    raise
             if session.close_task is not None:
                 # Returning before the close code is sent would let aiohttp close
                 # with 1000 instead.

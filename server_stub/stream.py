@@ -31,8 +31,11 @@ class GameFilter:
 
     @classmethod
     def of(cls, sports: Iterable[str] = (), leagues: Iterable[str] = ()) -> GameFilter:
-        return cls(frozenset(s.strip().casefold() for s in sports if s.strip()),
-                   frozenset(s.strip().casefold() for s in leagues if s.strip()))
+        sport_set = frozenset(s.strip().casefold() for s in sports if s.strip())
+        league_set = frozenset(s.strip().casefold() for s in leagues if s.strip())
+        if not sport_set and not league_set:
+            return ALL_GAMES  # shared: most miners want everything, and each holds its filter
+        return cls(sport_set, league_set)
 
     @classmethod
     def from_query(cls, sports: str | None, leagues: str | None) -> GameFilter:

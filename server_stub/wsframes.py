@@ -16,6 +16,7 @@ then carries RSV1 (§6).
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 
@@ -71,6 +72,7 @@ def deflate(payload: bytes, wbits: int) -> bytes:
     return data[:-4] if data.endswith(_TRAILER) else data
 
 
+@functools.cache  # one string per window size, not one per connection
 def deflate_response(wbits: int) -> str:
     """The ``Sec-WebSocket-Extensions`` answer to an accepted permessage-deflate offer
     (``wbits``: the server window the offer allowed, 15 when it named none)."""
