@@ -104,30 +104,23 @@ class MinerWSHandler:
                                 "replaced by a newer connection of this hotkey")
         self.sessions.add(session)
         self._greet(session, epoch, since)
-        # The read loop runs in its own task so a close can stop it first and then
-        # run the full close handshake (see MinerSession.stop_reading).
-        reader = asyncio.create_task(self._read_loop(session),
-                                     name=f"read-{session.session_id}")
-        session.reader = reader
+        # The read loop runs in this task (not one of its own: a task per connection
+        # costs memory); a close stops it first and then runs the full close handshake
+        # (see MinerSession.stop_reading).
+        session.reading_started()
         try:
             try:
-                await reader  # a bug in the loop surfaces here
+                await self._read_loop(session)
             except asyncio.CancelledError:
-                # A close cancels the read loop (MinerSession.stop_reading): carry on.
-                # Only a cancellation of this handler itself goes on up. (Not
-                # asyncio.wait: its set, future and callbacks would live as long as
-                # the connection.)
-                current = asyncio.current_task()
-                if not reader.cancelled() or (current is not None and current.cancelling()):
+                if not session.read_cancel_taken():  # only stop_reading's is expected
                     raise
+            finally:
+                session.reading_ended()
             if session.close_task is not None:
                 # Returning before the close code is sent would let aiohttp close
                 # with 1000 instead.
                 await asyncio.wait({session.close_task})
         finally:
-            if not reader.done():
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
             self.sessions.remove(session)
             await session.stop_sender()
         return ws

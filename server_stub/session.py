@@ -61,10 +61,10 @@ class MinerSession:
 
     # Slots: the hub holds one per connection, and idle connections should cost
     # little more than aiohttp's own (bench/memory.py).
-    __slots__ = ("_drainer", "_high_water", "_owner", "_queue", "_queue_size", "_stopping",
-                 "_transport", "_waiting", "_writer", "close_task", "closing", "deflate",
-                 "game_filter", "hotkey", "last_received", "reader", "reading", "request",
-                 "session_id", "ws")
+    __slots__ = ("_cancel_read", "_drainer", "_high_water", "_owner", "_queue", "_queue_size",
+                 "_read_ended", "_reader", "_stopping", "_transport", "_waiting", "_writer",
+                 "close_task", "closing", "deflate", "game_filter", "hotkey", "last_received",
+                 "reading", "request", "session_id", "ws")
 
     def __init__(self, *, ws: web.WebSocketResponse, request: web.Request,
                  writer: AbstractStreamWriter, hotkey: str, session_id: str,
@@ -82,8 +82,10 @@ class MinerSession:
         """The negotiated deflate window bits (0: no compression)."""
         self.closing = False
         self.last_received = time.monotonic()
-        self.reader: asyncio.Task[None] | None = None  # the hub's read loop
         self.reading = False  # the read loop is idle in receive()
+        self._reader: asyncio.Task[Any] | None = None  # the task of the read loop, while it runs
+        self._cancel_read = False  # stop_reading cancelled that task
+        self._read_ended: asyncio.Future[None] | None = None  # stop_reading waits on it
         self.close_task: asyncio.Task[None] | None = None
         self._transport: asyncio.Transport = transport
         self._writer = writer
@@ -176,6 +178,26 @@ class MinerSession:
             drainer.cancel()
             await asyncio.gather(drainer, return_exceptions=True)
 
+    def reading_started(self) -> None:
+        """The read loop begins, in the current task."""
+        self._reader = asyncio.current_task()
+
+    def reading_ended(self) -> None:
+        """The read loop has ended (its task goes on, e.g. to wait for the close)."""
+        self._reader = None
+        ended = self._read_ended
+        if ended is not None and not ended.done():
+            ended.set_result(None)
+
+    def read_cancel_taken(self) -> bool:
+        """In the read loop's task, after a CancelledError: True when it was
+        :meth:`stop_reading`'s alone (then it is taken back and the task goes on)."""
+        if not self._cancel_read:
+            return False
+        self._cancel_read = False
+        task = asyncio.current_task()
+        return task is not None and task.uncancel() == 0
+
     async def stop_reading(self, timeout: float) -> None:
         """End the read loop before the close handshake.
 
@@ -184,13 +206,17 @@ class MinerSession:
         that reads the close frame after the FIN then reports 1006, losing the code.
         With no receive() pending, close() waits for the peer's close frame.
         """
-        reader = self.reader
-        if reader is None or reader.done() or reader is asyncio.current_task():
+        reader = self._reader
+        if reader is None or reader is asyncio.current_task():
             return
+        ended = self._read_ended = asyncio.get_running_loop().create_future()
         if self.reading:
-            reader.cancel()  # idle in receive(): an unread frame stays unread
+            # Idle in receive(): the CancelledError comes out of that await (an unread
+            # frame stays unread) and the loop's task takes it back (read_cancel_taken).
+            self._cancel_read = True
+            reader.cancel()
         # else it finishes the frame in hand and stops (closing is set)
-        await asyncio.wait({reader}, timeout=timeout)
+        await asyncio.wait({ended}, timeout=timeout)
 
     async def close(self, code: int, reason: str, timeout: float) -> None:
         """Close handshake bounded by ``timeout``; then unsent bytes are dropped."""
