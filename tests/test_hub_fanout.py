@@ -19,6 +19,7 @@ from sdk.codes import CloseCode
 from sdk.frames import encode_frame
 from server_stub.stream import ALL_GAMES
 
+from .kit.clientkit import UpdateLog
 from .kit.games import future_game
 from .kit.hostile import open_tcp, read_response, signed_upgrade
 from .kit.keys import miner_key
@@ -67,6 +68,23 @@ async def test_a_broadcast_reaches_plain_and_deflate_miners_byte_for_byte(start_
         message = await asyncio.wait_for(ws.receive(), 5.0)
         assert message.data == expected
     assert running.hub.stats.messages_out == 3 * 2  # welcome, snapshot, the update
+
+
+async def test_the_sdk_client_with_deflate_follows_the_stream(start_hub, miner):
+    running = await start_hub()
+    await running.post_games([future_game("a"), future_game("b")])
+    conn = miner(f"ws://127.0.0.1:{running.server.port}", compress=True)
+    updates = UpdateLog(conn)
+    await conn.start()
+    await conn.wait_ready(10.0)
+    await updates.wait_until(lambda: updates.snapshots, 5.0)
+    assert running.hub.sessions[BOB.ss58_address].deflate == 15  # negotiated
+    seqs = [(await running.post_games([future_game(f"g{i}", team_a="Alpha" * 30)]))["seq"]
+            for i in range(5)]
+    await updates.wait_until(lambda: updates.seen_seq(seqs[-1]), 5.0)
+    assert updates.incremental_seqs == seqs
+    assert conn.games == running.hub.stream.games
+    await updates.stop()
 
 
 async def raw_deflate_client(port: int, offer: str) -> tuple[Any, Any, dict[str, str]]:
