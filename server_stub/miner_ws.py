@@ -139,7 +139,8 @@ class MinerWSHandler:
                           odds_tolerance=self.config.odds_tolerance))
         session.send(welcome.encode())
         if missed is None:
-            session.send(self.stream.snapshot_update(session.game_filter).encode())
+            session.send_frame(self.sessions.snapshot_frame(session.game_filter)
+                               .for_window(session.deflate))
             return
         for update in missed:
             session.send(update.encode())
@@ -255,4 +256,4 @@ class MinerWSHandler:
 
     def _resubscribe(self, session: MinerSession, flt: GameFilter) -> None:
         self.sessions.regroup(session, flt)
-        session.send(self.stream.snapshot_update(flt).encode())
+        session.send_frame(self.sessions.snapshot_frame(flt).for_window(session.deflate))

@@ -19,6 +19,8 @@ from .wsframes import SharedFrame
 
 __all__ = ["SessionTable"]
 
+_SNAPSHOT_CACHE = 64  # filters; miners of one subnet use few
+
 
 class SessionTable(Mapping[str, MinerSession]):
     """Read like a ``{hotkey: MinerSession}`` mapping of the open sessions; a session
@@ -31,6 +33,10 @@ class SessionTable(Mapping[str, MinerSession]):
         self._sessions: dict[str, MinerSession] = {}
         self._groups: dict[GameFilter, set[MinerSession]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        # Snapshot frames of the stream's current version, per filter: miners that
+        # (re)connect together get the same bytes, serialised and compressed once.
+        self._snapshots: dict[GameFilter, SharedFrame] = {}
+        self._snapshots_version = -1
 
     def __getitem__(self, hotkey: str) -> MinerSession:
         return self._sessions[hotkey]
@@ -92,6 +98,19 @@ class SessionTable(Mapping[str, MinerSession]):
                 continue
             # serialised and framed once for every miner of this filter
             self.send_to(list(members), SharedFrame(encode_frame(update)))
+
+    def snapshot_frame(self, flt: GameFilter) -> SharedFrame:
+        """The ``game_update`` snapshot for ``flt`` as a frame to share (built once per
+        filter and version of the game table)."""
+        version = self._stream.version
+        if version != self._snapshots_version or len(self._snapshots) >= _SNAPSHOT_CACHE:
+            self._snapshots.clear()
+            self._snapshots_version = version
+        shared = self._snapshots.get(flt)
+        if shared is None:
+            shared = SharedFrame(self._stream.snapshot_update(flt).encode())
+            self._snapshots[flt] = shared
+        return shared
 
     @staticmethod
     def send_to(sessions: Iterable[MinerSession], shared: SharedFrame) -> None:

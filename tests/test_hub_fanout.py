@@ -200,3 +200,23 @@ async def test_a_close_during_a_queued_broadcast_delivers_a_prefix_then_the_code
     await eventually(lambda: running.hub.sessions.closing == 0, timeout=20.0)
     assert not send_tasks()
     assert session.queued == 0
+
+
+async def test_a_shared_snapshot_follows_every_change_of_the_game_table(start_hub):
+    """Snapshots are framed once per table version: a publish or a pruned game makes
+    the next connecting miner's snapshot new."""
+    running = await start_hub(connect_burst=100.0)
+    await running.post_games([future_game("a"), future_game("b")])
+
+    async def snapshot_ids(key: Any, compress: int) -> set[str]:
+        ws = await running.connect(key, compress=compress)
+        _, snapshot = await welcome_and_snapshot(ws)
+        await ws.close()
+        return {game["game_id"] for game in snapshot["games"]}
+
+    assert await snapshot_ids(BOB, 0) == {"a", "b"}
+    assert await snapshot_ids(CHARLIE, 15) == {"a", "b"}
+    await running.post_games([future_game("c")])
+    assert await snapshot_ids(BOB, 15) == {"a", "b", "c"}
+    running.hub.stream.forget(["a"])
+    assert await snapshot_ids(CHARLIE, 0) == {"b", "c"}
