@@ -46,7 +46,8 @@ class SessionOwner(Protocol):
 class HubWebSocket(web.WebSocketResponse):
     """aiohttp's WebSocket response, answering a permessage-deflate offer with
     ``server_no_context_takeover`` (see :mod:`.wsframes`). aiohttp negotiates the
-    rest (the window, and decompressing what the miner sends)."""
+    rest (the window, and decompressing what the miner sends). It overrides aiohttp's
+    ``_handshake`` (3.x); tests/test_hub_fanout.py checks the answer to each offer."""
 
     def _handshake(self, request: Any) -> Any:
         headers, protocol, compress, notakeover = super()._handshake(request)
