@@ -116,8 +116,8 @@ async def test_connections_to_two_hubs_share_one_file_and_one_writer_thread(
                 (prediction.prediction_id, "accepted")]
             assert rows[0].receipt is not None
             assert rows[0].receipt["validator_hotkey"] == hub.validator_hotkey
-        assert sorted(p.name for p in await asyncio.to_thread(tmp_path.glob, "*.sqlite3")) == [
-            "hub-0.sqlite3", "hub-1.sqlite3", "miner.sqlite3"]
+        files = await asyncio.to_thread(lambda: sorted(p.name for p in tmp_path.glob("*.sqlite3")))
+        assert files == ["hub-0.sqlite3", "hub-1.sqlite3", "miner.sqlite3"]
 
         # closing one leaves the other working on the same file
         await first.close()
