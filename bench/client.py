@@ -46,6 +46,7 @@ import aiohttp
 from bench import common
 
 _WARMUP = 5
+_ROOT = str(Path(__file__).resolve().parent.parent)  # the project root (bench's parent)
 KINDS = ("bare", "sdk", "sdk-private")
 
 
@@ -215,8 +216,9 @@ async def phase(args: argparse.Namespace, hub: common.ServerProcess, kind: str,
         str(args.rate), "--token", token, "--store-dir", args.store, *profile,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=None if args.profile else asyncio.subprocess.DEVNULL,
-        cwd=str(Path(__file__).resolve().parent.parent))
-    assert proc.stdin is not None and proc.stdout is not None
+        cwd=_ROOT)
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     try:
         ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 300))
         proc.stdin.write(b"GO\n")

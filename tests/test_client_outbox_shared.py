@@ -226,3 +226,29 @@ async def test_a_miner_file_adopts_the_pending_rows_of_the_older_per_validator_f
             prediction.prediction_id]
     assert not older.exists()
     assert older.with_name(older.name + ".imported").is_file()
+
+
+async def test_status_reports_each_validator_of_a_miner_file_and_an_older_file(
+        tmp_path: Path) -> None:
+    from agents.cli.status import read_outboxes
+
+    game = future_game("g1")
+    outbox = await Outbox.shared(tmp_path / outbox_file_name(BOB.ss58_address))
+    try:
+        for validator in VALIDATORS:
+            await outbox.add(validator_hotkey=validator.ss58_address,
+                             miner_hotkey=BOB.ss58_address,
+                             prediction=Prediction.for_game(game, "g1-home", 2.0).wire(),
+                             signature=None, wager_day="2026-11-01")
+    finally:
+        await outbox.release()
+    older = tmp_path / outbox_file_name(BOB.ss58_address, VALIDATORS[0].ss58_address)
+    write_old_file(older, VALIDATORS[0].ss58_address,
+                   Prediction.for_game(game, "g1-away", 1.0).wire())
+    reports = await read_outboxes(tmp_path, today="2026-11-01")
+    seen = sorted((r.path.name, r.validator_hotkey, r.counts["pending"], r.wagered_today)
+                  for r in reports)
+    assert seen == sorted([
+        (outbox_file_name(BOB.ss58_address), VALIDATORS[0].ss58_address, 1, 2.0),
+        (outbox_file_name(BOB.ss58_address), VALIDATORS[1].ss58_address, 1, 2.0),
+        (older.name, VALIDATORS[0].ss58_address, 1, 1.0)])
