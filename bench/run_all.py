@@ -6,7 +6,8 @@
 Full set: fan-out with 1000 and with 256 miners (50 burst updates, with and without
 permessage-deflate), memory with 1000 idle connections, predictions with 50 miners
 for 10 s (hub with synchronous FULL and NORMAL, with its own store and beside a
-Bettensor validator, without and with the validator writing to the same file).
+Bettensor validator, without and with the validator writing to the same file), the
+client with 100 connections (CPU per received update and memory, SDK vs bare).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from bench import common, fanout, memory, predictions
+from bench import client, common, fanout, memory, predictions
 
 FULL = [
     ("fanout-1000", fanout.main, ["--miners", "1000", "--updates", "50"]),
@@ -25,6 +26,7 @@ FULL = [
     ("memory-1000", memory.main, ["--miners", "1000"]),
     ("predictions-50", predictions.main, ["--miners", "50", "--seconds", "10",
                                           "--book", "both"]),
+    ("client-100", client.main, ["--clients", "100", "--updates", "500", "--rounds", "3"]),
 ]
 
 QUICK = {"predictions-50": ["--quick", "--book", "both", "--sync", "full"]}

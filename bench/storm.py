@@ -20,7 +20,9 @@ connects are printed too, but their peak is the hub's accept speed (attempts que
 the listen backlog while it starts), not the clients' behaviour. The jitter is doing
 its job when the SDK's attempt peak is well below the reference's. Also printed:
 client-side memory per SDK connection (RSS of this process before and after
-connecting, divided by N).
+connecting, divided by N); the N connections share one outbox file and writer
+thread, as the connections of a miner process do (bench/client.py compares that
+with a bare aiohttp client).
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ async def run_sdk(clients: int, store_dir: str) -> dict[str, float]:
     hub = await hub_process(store, port).start()
     await post_games(port)
     session = common.client_session()
-    conns = [ValidatorConnection(f"ws://{common.HOST}:{port}", keys[i], vk, outbox=":memory:",
+    outbox = Path(store_dir) / "storm-outbox.sqlite3"  # one per process, as a miner's
+    conns = [ValidatorConnection(f"ws://{common.HOST}:{port}", keys[i], vk, outbox=outbox,
                                  session=session, on_state_change=on_state)
              for i in range(clients)]
     rss_before = self_rss_kib()

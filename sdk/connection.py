@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -45,7 +46,7 @@ from .frames import Confirmation, GameUpdate, Limits, Subscribe, Welcome
 from .gametable import GameTable
 from .models import Game, Prediction
 from .options import ConnectionOptions
-from .outbox import Outbox, OutboxEntry, default_outbox_path
+from .outbox import Outbox, OutboxEntry, default_outbox_path, outbox_file_name
 from .reconnect import Decision, Fail, Fallback, ReconnectPolicy
 from .signing import Signer, WalletLike, hotkey_signer
 from .sqlite import DatabaseClosed
@@ -84,8 +85,11 @@ class ValidatorConnection:
     ``Keypair``, a ``Signer``); ``validator_hotkey`` the ss58 address the upgrade is
     signed for and the receipts must be signed by.
 
-    ``outbox``: a path, ``":memory:"``, an :class:`Outbox`, or None for the default
-    file under the user data dir (one per miner and validator hotkey).
+    ``outbox``: a path (connections naming the same path share one file and one writer
+    thread: :meth:`Outbox.shared`), ``":memory:"`` (private to this connection), an
+    open :class:`Outbox` (yours to close; several connections may use it), or None
+    for the miner's default file under the user data dir (shared by all its
+    connections in this process).
     ``options``: the tuning knobs (:class:`ConnectionOptions`; None for the defaults).
     ``policy``: makes the reconnect policy from the options (default
     :meth:`ReconnectPolicy.from_options`); pass your own to change when to retry,
@@ -162,10 +166,11 @@ class ValidatorConnection:
         if isinstance(self._outbox_spec, Outbox):
             self.outbox = self._outbox_spec
         else:
-            path = self._outbox_spec or default_outbox_path(self.miner_hotkey,
-                                                             self.validator_hotkey)
-            self.outbox = await Outbox(path).open()
+            path = self._outbox_spec or default_outbox_path(self.miner_hotkey)
+            self.outbox = await Outbox.shared(path)
+            await self._adopt_legacy_outbox(self.outbox)
         self._submissions.outbox = self.outbox
+        self._submissions.miner_hotkey = self.miner_hotkey
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self._link = self._link_context(self._session, self.outbox)
@@ -200,12 +205,29 @@ class ValidatorConnection:
             "by the next connection"))
         self._close_channels(self._fatal)
         if self.outbox is not None and not isinstance(self._outbox_spec, Outbox):
-            await self.outbox.close()
+            await self.outbox.release()
         if self._session is not None and self._owns_session:
             await self._session.close()
             self._session = None
         self._ready.set()
         self._table.synced.set()
+
+    async def _adopt_legacy_outbox(self, outbox: Outbox) -> None:
+        """A miner's file takes over the rows an older version kept in a file of its own
+        for this validator, so nothing pending there is forgotten."""
+        assert self.miner_hotkey is not None
+        path = outbox.path
+        if not isinstance(path, Path) or path.name != outbox_file_name(self.miner_hotkey):
+            return
+        try:
+            copied = await outbox.import_legacy(self.miner_hotkey, self.validator_hotkey)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("could not read the older outbox file of %s: %s",
+                        self.validator_hotkey, exc)
+            return
+        if copied:
+            log.info("adopted %d predictions from the older outbox file of %s",
+                     copied, self.validator_hotkey)
 
     # -- public state ---------------------------------------------------------------------
 
@@ -429,7 +451,8 @@ class ValidatorConnection:
             stream_query=lambda extra: self._table.stream_query(self.sports, self.leagues,
                                                                 extra),
             subscription=lambda: Subscribe(sports=self.sports, leagues=self.leagues),
-            pending=functools.partial(outbox.pending, self.validator_hotkey),
+            pending=functools.partial(outbox.pending, self.validator_hotkey,
+                                      self.miner_hotkey),
             retry=self._submissions.resend_later, pacer=self._pacer,
             inbound=Inbound(update=self._table.apply,
                             confirmation=self._submissions.on_confirmation,

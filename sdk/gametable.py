@@ -21,10 +21,12 @@ from urllib.parse import urlencode
 
 from .channels import Fanout
 from .frames import GameUpdate, Welcome
-from .models import Game
+from .models import Game, Outcome
 from .tracker import ApplyResult, StreamTracker
 
 log = logging.getLogger("sdk.connection")
+
+_UNFINISHED = int(Outcome.UNFINISHED)  # a plain int: compared once per game per update
 
 
 class GameTable:
@@ -90,7 +92,7 @@ class GameTable:
         self.synced.set()
         if self.on_settled is not None:
             settled = {game.game_id: int(game.outcome) for game in update.games
-                       if game.settled}
+                       if game.outcome != _UNFINISHED}
             if settled:
                 self.on_settled(settled)
         self.readers.push(update)

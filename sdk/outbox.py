@@ -3,8 +3,18 @@ and stays ``pending`` until the hub's signed confirmation arrives.
 
 It is what makes submission at-least-once (pending rows are resent after every
 reconnect) and what lets an operator prove later what a validator accepted: the
-verified receipts are kept next to the predictions. One SQLite file per miner
-hotkey and validator hotkey (``":memory:"`` for notebooks and tests).
+verified receipts are kept next to the predictions.
+
+One file and one writer thread serve every connection of a process: a miner talks to
+every validator of its subnet (up to 64), and a SQLite connection plus a thread per
+validator cost more than the link itself. Rows are keyed per validator (and miner),
+so connections that name the same path share one :class:`Outbox`
+(:meth:`Outbox.shared`, reference-counted: the last connection to let go closes the
+file). The default file is one per miner hotkey (:func:`default_outbox_path`); files
+of older versions (one per miner and validator) still open, and a connection adopts
+the pending rows of the one next to its miner file (:meth:`Outbox.import_legacy`).
+``":memory:"`` is private to whoever opens it (pass one :class:`Outbox` to several
+connections to share an in-memory one).
 
 Confirmed predictions are settled here too when their game's outcome arrives
 (:meth:`Outbox.record_outcomes`, Bettensor's rule in :mod:`sdk.settlement`), so the
@@ -15,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sqlite3
 import time
@@ -25,11 +36,11 @@ from typing import Any
 
 from .codes import ConfirmationStatus
 from .settlement import FINAL_OUTCOMES, payout
-from .sqlite import MEMORY, GroupCommitDB
+from .sqlite import MEMORY, DatabaseClosed, GroupCommitDB
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    prediction_id    TEXT PRIMARY KEY,
+    prediction_id    TEXT NOT NULL,
     validator_hotkey TEXT NOT NULL,
     miner_hotkey     TEXT NOT NULL,
     game_id          TEXT NOT NULL,
@@ -45,11 +56,25 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_ns       INTEGER NOT NULL,
     outcome          INTEGER,
     payout           REAL,
-    settled_ns       INTEGER
+    settled_ns       INTEGER,
+    PRIMARY KEY (validator_hotkey, miner_hotkey, prediction_id)
 ) WITHOUT ROWID;
+"""
+
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (validator_hotkey, status, created_ns);
 CREATE INDEX IF NOT EXISTS outbox_by_game ON outbox (validator_hotkey, game_id);
+CREATE INDEX IF NOT EXISTS outbox_by_id ON outbox (prediction_id);
 """
+
+_KEY = ("validator_hotkey", "miner_hotkey", "prediction_id")
+"""The primary key: prediction ids are unique per hub and miner (as the hub keys its
+store), so one file can hold every validator's rows. Files made before the shared
+outbox are keyed by ``prediction_id`` alone and are rebuilt at open."""
+
+_COLUMNS = ("prediction_id, validator_hotkey, miner_hotkey, game_id, wager, wager_day,"
+            " prediction, signature, status, code, message, receipt, created_ns, updated_ns,"
+            " outcome, payout, settled_ns")
 
 _RESULT_COLUMNS = (("outcome", "INTEGER"), ("payout", "REAL"), ("settled_ns", "INTEGER"))
 """Columns added after the first release: an older file gets them at open."""
@@ -71,7 +96,7 @@ settle when their game ends."""
 _CONFIRMED_SQL = ", ".join(f"'{status}'" for status in sorted(CONFIRMED_STATUSES))
 
 _SS58 = r"[1-9A-HJ-NP-Za-km-z]{40,60}"
-_FILE_NAME = re.compile(rf"^(?P<miner>{_SS58})-(?P<validator>{_SS58})\.sqlite3$")
+_FILE_NAME = re.compile(rf"^(?P<miner>{_SS58})(-(?P<validator>{_SS58}))?\.sqlite3$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,32 +125,51 @@ class OutboxEntry:
         return self.outcome is not None
 
 
-def outbox_file_name(miner_hotkey: str, validator_hotkey: str) -> str:
-    """The outbox file of one miner and one validator (see :func:`parse_outbox_file_name`)."""
+def outbox_file_name(miner_hotkey: str, validator_hotkey: str | None = None) -> str:
+    """The outbox file of one miner (every validator's rows), or with
+    ``validator_hotkey`` the name older versions gave the file of one miner and one
+    validator (see :func:`parse_outbox_file_name`)."""
+    if validator_hotkey is None:
+        return f"{miner_hotkey}.sqlite3"
     return f"{miner_hotkey}-{validator_hotkey}.sqlite3"
 
 
-def parse_outbox_file_name(name: str) -> tuple[str, str] | None:
-    """``(miner_hotkey, validator_hotkey)`` of a name made by :func:`outbox_file_name`;
-    None for any other file."""
+def parse_outbox_file_name(name: str) -> tuple[str, str | None] | None:
+    """``(miner_hotkey, validator_hotkey)`` of a name made by :func:`outbox_file_name`
+    (``validator_hotkey`` None for a miner's file); None for any other file."""
     match = _FILE_NAME.match(name)
     return None if match is None else (match["miner"], match["validator"])
 
 
 def migrate_outbox(db: sqlite3.Connection) -> None:
-    """Add the result columns to an outbox file made before they existed (another
-    process may be doing the same: the check and the change share one transaction).
-    A current file costs one read, no write lock."""
-    if _missing_result_columns(db) == []:
+    """Bring a file made by an older version up to date: add the result columns, and
+    rebuild a table keyed by ``prediction_id`` alone with the per-validator key
+    (another process may be doing the same: the check and the change share one
+    transaction). A current file costs two reads, no write lock."""
+    if not _missing_result_columns(db) and _primary_key(db) == _KEY:
+        db.executescript(_INDEXES)
         return
     db.execute("BEGIN IMMEDIATE")
     try:
         for name, kind in _missing_result_columns(db):
             db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
+        if _primary_key(db) != _KEY:
+            db.execute("ALTER TABLE outbox RENAME TO outbox_unkeyed")
+            db.execute(_SCHEMA.replace("IF NOT EXISTS ", ""))
+            db.execute(f"INSERT INTO outbox ({_COLUMNS}) SELECT {_COLUMNS} FROM outbox_unkeyed")
+            db.execute("DROP TABLE outbox_unkeyed")
+        for statement in _INDEXES.strip().splitlines():
+            db.execute(statement)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _primary_key(db: sqlite3.Connection) -> tuple[str, ...]:
+    keyed = sorted((row[5], row[1]) for row in db.execute("PRAGMA table_info(outbox)")
+                   if row[5])
+    return tuple(name for _, name in keyed)
 
 
 def _missing_result_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -133,35 +177,131 @@ def _missing_result_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
     return [(name, kind) for name, kind in _RESULT_COLUMNS if name not in present]
 
 
-def default_outbox_path(miner_hotkey: str, validator_hotkey: str) -> Path:
+def default_outbox_dir() -> Path:
+    """Where outboxes live by default (the user data dir)."""
     import platformdirs
 
-    root = Path(platformdirs.user_data_dir("bettensor-ws"))
-    return root / "outbox" / outbox_file_name(miner_hotkey, validator_hotkey)
+    return Path(platformdirs.user_data_dir("bettensor-ws")) / "outbox"
+
+
+def default_outbox_path(miner_hotkey: str) -> Path:
+    """The default outbox of a miner: one file for all its validators."""
+    return default_outbox_dir() / outbox_file_name(miner_hotkey)
+
+
+_SHARED: dict[tuple[asyncio.AbstractEventLoop, str], Outbox] = {}
+"""The open shared outboxes, per event loop and resolved path (see :meth:`Outbox.shared`)."""
 
 
 class Outbox:
-    """Predictions awaiting (or holding) their validator receipt."""
+    """Predictions awaiting (or holding) their validator receipt.
+
+    ``Outbox(path)`` then :meth:`open` gives a private one (closed with :meth:`close`);
+    :meth:`shared` gives the one every caller naming the same path shares (let go
+    with :meth:`release`).
+    """
 
     def __init__(self, path: str | Path = MEMORY, *, synchronous: str = "FULL") -> None:
         self._db = GroupCommitDB(path, schema=_SCHEMA, synchronous=synchronous,
                                  thread_name="outbox", migrate=migrate_outbox)
         self.path = self._db.path
+        self._key: tuple[asyncio.AbstractEventLoop, str] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self.users = 0
+        """How many holders of :meth:`shared` have not released it yet."""
+
+    @classmethod
+    async def shared(cls, path: str | Path, *, synchronous: str = "FULL") -> Outbox:
+        """The open outbox of ``path`` shared by everyone in this process (and event
+        loop) who names it: one file, one SQLite connection, one writer thread, however
+        many connections use it. Each call must be paired with :meth:`release`.
+        ``":memory:"`` gives a private outbox (an in-memory database has no name to
+        share by)."""
+        if str(path) == MEMORY:
+            private = cls(path, synchronous=synchronous)
+            private.users = 1
+            return await private.open()
+        loop = asyncio.get_running_loop()
+        key = (loop, _share_name(path))
+        outbox = _SHARED.get(key)
+        if outbox is not None and outbox._ready is not None and not outbox.closed:
+            outbox.users += 1
+            try:
+                await asyncio.shield(outbox._ready)  # another caller is opening it
+            except BaseException:
+                outbox.users -= 1
+                raise
+            return outbox
+        outbox = cls(key[1], synchronous=synchronous)
+        outbox._key = key
+        outbox._ready = loop.create_future()
+        outbox.users = 1
+        _SHARED[key] = outbox
+        try:
+            await outbox.open()
+        except BaseException as exc:
+            outbox._forget()
+            outbox._ready.set_exception(exc if isinstance(exc, Exception)
+                                        else DatabaseClosed(f"opening {path} was cancelled"))
+            outbox._ready.exception()  # the waiters (if any) get it; never "unretrieved"
+            raise
+        outbox._ready.set_result(None)
+        return outbox
+
+    async def release(self) -> None:
+        """Let go of an outbox from :meth:`shared`; the last holder closes it (what is
+        queued is committed first)."""
+        self.users = max(0, self.users - 1)
+        if self.users == 0:
+            await self.close()
 
     async def open(self) -> Outbox:
         await self._db.open()
         return self
 
     async def close(self) -> None:
+        """Commit what is queued and close the file, whoever still holds it."""
+        self._forget()
         await self._db.close()
+
+    def _forget(self) -> None:
+        if self._key is not None and _SHARED.get(self._key) is self:
+            del _SHARED[self._key]
 
     @property
     def closed(self) -> bool:
         return self._db.closed
 
+    async def import_legacy(self, miner_hotkey: str, validator_hotkey: str) -> int:
+        """Adopt the rows of the file an older version kept for this miner and validator
+        next to this one (``<miner>-<validator>.sqlite3``), so its pending predictions
+        are resent and its receipts stay readable here; the old file is then renamed
+        ``*.imported``. Returns the number of rows copied (0 when there is no such
+        file). Rows already here are kept as they are."""
+        if not isinstance(self.path, Path):
+            return 0
+        legacy = self.path.parent / outbox_file_name(miner_hotkey, validator_hotkey)
+        if legacy == self.path:
+            return 0
+        rows = await asyncio.to_thread(_read_rows, legacy)
+        if rows is None:
+            return 0
+
+        def op(db: sqlite3.Connection) -> int:
+            placeholders = ", ".join("?" * len(_COLUMNS.split(",")))
+            before = db.total_changes
+            db.executemany(f"INSERT OR IGNORE INTO outbox ({_COLUMNS}) VALUES ({placeholders})",
+                           rows)
+            return db.total_changes - before
+
+        copied = await self._db.submit(op)
+        await asyncio.to_thread(_retire, legacy)
+        return copied
+
     async def add(self, *, validator_hotkey: str, miner_hotkey: str, prediction: dict[str, Any],
                   signature: str | None, wager_day: str) -> bool:
-        """Store a new pending prediction; False if this prediction_id is already here."""
+        """Store a new pending prediction; False if this prediction_id is already here
+        for this validator and miner."""
         now = time.time_ns()
         row = (prediction["prediction_id"], validator_hotkey, miner_hotkey,
                prediction["game_id"], float(prediction["wager"]), wager_day,
@@ -177,19 +317,23 @@ class Outbox:
         return await self._db.submit(op)
 
     def settle(self, prediction_id: str, status: str, *, code: str | None = None,
-               message: str | None = None,
-               receipt: dict[str, Any] | None = None) -> asyncio.Future[None]:
+               message: str | None = None, receipt: dict[str, Any] | None = None,
+               validator_hotkey: str | None = None,
+               miner_hotkey: str | None = None) -> asyncio.Future[None]:
         """Record the hub's answer (a confirmed receipt is never overwritten); the
-        future resolves once it is durable."""
+        future resolves once it is durable. ``validator_hotkey`` / ``miner_hotkey``:
+        only that validator's (miner's) row of this id (a shared file may hold the
+        same id for several)."""
         now = time.time_ns()
         receipt_json = json.dumps(receipt) if receipt is not None else None
+        scope, scope_args = _scope(validator_hotkey, miner_hotkey)
 
         def op(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE outbox SET status = ?, code = ?, message = ?,"
                 " receipt = COALESCE(?, receipt), updated_ns = ?"
-                " WHERE prediction_id = ? AND status NOT IN ('accepted', 'duplicate')",
-                (status, code, message, receipt_json, now, prediction_id))
+                " WHERE prediction_id = ? AND status NOT IN ('accepted', 'duplicate')"
+                + scope, (status, code, message, receipt_json, now, prediction_id, *scope_args))
 
         return self._db.submit(op)
 
@@ -205,7 +349,8 @@ class Outbox:
         """
         final = {game_id: int(outcome) for game_id, outcome in outcomes.items()
                  if outcome in FINAL_OUTCOMES}
-        confirmed = ("SELECT prediction_id, game_id, wager, prediction, outcome FROM outbox"
+        confirmed = ("SELECT prediction_id, miner_hotkey, game_id, wager, prediction, outcome"
+                     " FROM outbox"
                      f" WHERE validator_hotkey = ? AND status IN ({_CONFIRMED_SQL})")
 
         def candidates(db: sqlite3.Connection) -> list[Any]:
@@ -221,7 +366,7 @@ class Outbox:
         def op(db: sqlite3.Connection) -> int:
             now = time.time_ns()
             settled = 0
-            for pid, game_id, wager, prediction_json, known in candidates(db):
+            for pid, miner, game_id, wager, prediction_json, known in candidates(db):
                 outcome = final.get(game_id)
                 if outcome is None or outcome == known:
                     continue
@@ -229,35 +374,48 @@ class Outbox:
                 returned = payout(wager, int(prediction["predicted_outcome"]),
                                   float(prediction["predicted_odds"]), outcome)
                 db.execute("UPDATE outbox SET outcome = ?, payout = ?, settled_ns = ?"
-                           " WHERE prediction_id = ?", (outcome, returned, now, pid))
+                           " WHERE validator_hotkey = ? AND miner_hotkey = ?"
+                           " AND prediction_id = ?",
+                           (outcome, returned, now, validator_hotkey, miner, pid))
                 settled += 1
             return settled
 
         return self._db.submit(op)
 
-    async def pending(self, validator_hotkey: str) -> list[OutboxEntry]:
-        """Unconfirmed predictions for a validator, oldest first."""
-        return await self._select("WHERE validator_hotkey = ? AND status = ?"
-                                  " ORDER BY created_ns", (validator_hotkey, PENDING))
+    async def pending(self, validator_hotkey: str, miner_hotkey: str | None = None
+                      ) -> list[OutboxEntry]:
+        """Unconfirmed predictions for a validator (made by ``miner_hotkey``, when
+        given), oldest first."""
+        scope, args = _scope(None, miner_hotkey)
+        return await self._select(f"WHERE validator_hotkey = ? AND status = ?{scope}"
+                                  " ORDER BY created_ns", (validator_hotkey, PENDING, *args))
 
-    async def get(self, prediction_id: str) -> OutboxEntry | None:
-        rows = await self._select("WHERE prediction_id = ?", (prediction_id,))
+    async def get(self, prediction_id: str, validator_hotkey: str | None = None,
+                  miner_hotkey: str | None = None) -> OutboxEntry | None:
+        """The entry of this id (sent to ``validator_hotkey`` by ``miner_hotkey``, when
+        given; otherwise the oldest of that id)."""
+        scope, args = _scope(validator_hotkey, miner_hotkey)
+        rows = await self._select(f"WHERE prediction_id = ?{scope} ORDER BY created_ns",
+                                  (prediction_id, *args))
         return rows[0] if rows else None
 
-    async def entries(self, validator_hotkey: str | None = None) -> list[OutboxEntry]:
-        if validator_hotkey is None:
-            return await self._select("ORDER BY created_ns", ())
-        return await self._select("WHERE validator_hotkey = ? ORDER BY created_ns",
-                                  (validator_hotkey,))
+    async def entries(self, validator_hotkey: str | None = None,
+                      miner_hotkey: str | None = None) -> list[OutboxEntry]:
+        """Every entry (of a validator, of a miner, when given), oldest first."""
+        scope, args = _scope(validator_hotkey, miner_hotkey)
+        return await self._select(f"WHERE 1{scope} ORDER BY created_ns", args)
 
-    async def wagered(self, validator_hotkey: str, wager_day: str) -> float:
-        """Wagers counted (:data:`COUNTED_STATUSES`) with this validator on a hub UTC day."""
+    async def wagered(self, validator_hotkey: str, wager_day: str,
+                      miner_hotkey: str | None = None) -> float:
+        """Wagers counted (:data:`COUNTED_STATUSES`) with this validator on a hub UTC day
+        (by ``miner_hotkey`` when given: the hub's limit is per miner)."""
+        scope, args = _scope(None, miner_hotkey)
 
         def op(db: sqlite3.Connection) -> float:
             row = db.execute(
                 "SELECT COALESCE(SUM(wager), 0) FROM outbox WHERE validator_hotkey = ?"
-                f" AND wager_day = ? AND status IN ({_COUNTED_SQL})",
-                (validator_hotkey, wager_day)).fetchone()
+                f" AND wager_day = ? AND status IN ({_COUNTED_SQL}){scope}",
+                (validator_hotkey, wager_day, *args)).fetchone()
             return float(row[0])
 
         return await self._db.submit(op)
@@ -291,3 +449,42 @@ class Outbox:
                     for row in rows]
 
         return await self._db.submit(op)
+
+
+def _share_name(path: str | Path) -> str:
+    """The name a shared outbox is known by: its absolute path (no I/O)."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _scope(validator_hotkey: str | None, miner_hotkey: str | None
+           ) -> tuple[str, tuple[str, ...]]:
+    """The ``AND ...`` clause (and its arguments) that keeps a query to one validator's
+    and one miner's rows, for whichever of the two is given."""
+    clause, args = "", tuple[str, ...]()
+    if validator_hotkey is not None:
+        clause, args = " AND validator_hotkey = ?", (validator_hotkey,)
+    if miner_hotkey is not None:
+        clause, args = clause + " AND miner_hotkey = ?", (*args, miner_hotkey)
+    return clause, args
+
+
+def _read_rows(path: Path) -> list[tuple[Any, ...]] | None:
+    """Every row of an outbox file (brought up to date first), read with a connection
+    of its own; None when there is no such file."""
+    if not path.is_file():
+        return None
+    db = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=5000")
+        migrate_outbox(db)
+        return db.execute(f"SELECT {_COLUMNS} FROM outbox").fetchall()
+    finally:
+        db.close()
+
+
+def _retire(legacy: Path) -> None:
+    """Rename an imported file so it is not imported again, unless another process
+    still has it open (its WAL is there): then the next start imports it again (rows
+    already here are kept)."""
+    if not Path(f"{legacy}-wal").exists():
+        legacy.rename(legacy.with_name(legacy.name + ".imported"))

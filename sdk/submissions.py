@@ -50,6 +50,7 @@ class Submissions:
                  publish: Callable[[Confirmation], None]) -> None:
         self.validator_hotkey = validator_hotkey
         self.outbox: Outbox | None = None  # set when the connection starts
+        self.miner_hotkey: str | None = None  # likewise (a shared outbox holds others' rows)
         self._dispatch = dispatch
         self._publish = publish
         self._waiters: dict[str, asyncio.Future[Confirmation]] = {}
@@ -69,9 +70,9 @@ class Submissions:
             cutoff_margin=cutoff_margin)
         day = wager_day(now).isoformat()
         pid = prediction.prediction_id
-        existing = await outbox.get(pid)
+        existing = await outbox.get(pid, self.validator_hotkey, miner_hotkey)
         if existing is None:
-            wagered = await outbox.wagered(self.validator_hotkey, day)
+            wagered = await outbox.wagered(self.validator_hotkey, day, miner_hotkey)
             rejection = check_prediction(prediction, find_game(prediction.game_id),
                                          now=now, wagered_today=wagered, rules=rules)
             if rejection is not None:
@@ -84,7 +85,7 @@ class Submissions:
             await outbox.add(validator_hotkey=self.validator_hotkey,
                              miner_hotkey=miner_hotkey, prediction=wire,
                              signature=signature, wager_day=day)
-            entry = await outbox.get(pid)
+            entry = await outbox.get(pid, self.validator_hotkey, miner_hotkey)
         else:
             entry = existing
         assert entry is not None
@@ -113,7 +114,9 @@ class Submissions:
             self.resend_later(pid, _RESEND_DELAY_S)
             return
         stored = self._outbox().settle(pid, confirmation.status, code=confirmation.code,
-                                       message=confirmation.message, receipt=data)
+                                       message=confirmation.message, receipt=data,
+                                       validator_hotkey=self.validator_hotkey,
+                                       miner_hotkey=self.miner_hotkey)
         stored.add_done_callback(lambda done: self._confirmed(confirmation, done))
 
     def on_error_frame(self, frame: ErrorFrame) -> None:
@@ -168,7 +171,8 @@ class Submissions:
 
     async def _resend_later(self, prediction_id: str, delay: float) -> None:
         await asyncio.sleep(delay)
-        entry = await self._outbox().get(prediction_id)
+        entry = await self._outbox().get(prediction_id, self.validator_hotkey,
+                                         self.miner_hotkey)
         if entry is not None and entry.status == "pending":
             self._dispatch(entry)
 

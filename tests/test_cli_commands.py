@@ -83,7 +83,7 @@ def _receipt(prediction_id: str, status: str, code: str) -> dict:
 
 def prepare_outbox(directory: Path, today: str) -> Path:
     """An outbox as a miner leaves it: accepted, rejected (two codes), pending."""
-    path = directory / default_outbox_path(BOB.ss58_address, ALICE.ss58_address).name
+    path = directory / default_outbox_path(BOB.ss58_address).name
 
     async def fill() -> None:
         outbox = await Outbox(path).open()

@@ -372,15 +372,17 @@ async def test_outbox_wagered_counts_exactly_the_counted_statuses(status: str):
     assert {"pending", "accepted", "duplicate"} == COUNTED_STATUSES
 
 
-def test_outbox_file_name_round_trips():
+def test_outbox_file_names_round_trip_for_a_miner_file_and_an_older_pair_file():
     miner, validator = (Keypair.create_from_uri(uri).ss58_address for uri in ("//Bob", "//Alice"))
-    name = outbox_file_name(miner, validator)
-    assert parse_outbox_file_name(name) == (miner, validator)
-    assert default_outbox_path(miner, validator).name == name
+    name = outbox_file_name(miner)
+    assert parse_outbox_file_name(name) == (miner, None)
+    assert default_outbox_path(miner).name == name
+    older = outbox_file_name(miner, validator)
+    assert parse_outbox_file_name(older) == (miner, validator)
 
 
 @pytest.mark.parametrize("name", [
-    "hub.sqlite3", "outbox.sqlite3", f"{'5' * 48}.sqlite3", f"{'5' * 48}-{'5' * 48}.db",
+    "hub.sqlite3", "outbox.sqlite3", f"{'5' * 48}.db", f"{'5' * 48}-{'5' * 48}.db",
     f"{'5' * 48}-{'0' * 48}.sqlite3",  # 0 is not a base58 digit
     f"x{'5' * 48}-{'5' * 48}.sqlite3.bak",
 ])

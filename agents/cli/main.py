@@ -66,7 +66,8 @@ WalletPathOpt = Annotated[str | None, typer.Option(
     help="Wallets directory [default: ~/.bittensor/wallets].")]
 OutboxDirOpt = Annotated[Path | None, typer.Option(
     "--outbox-dir", metavar="DIR",
-    help="Directory of the durable outboxes (one SQLite file per miner and validator) "
+    help="Directory of the durable outboxes (one SQLite file per miner hotkey, shared "
+         "by its connections to every validator; older per-validator files are read) "
          "[default: the user data dir; a temp dir with --dev].")]
 DevOpt = Annotated[bool, typer.Option(
     "--dev", help="Start a local validator hub in this process: throwaway keys (//Alice "

@@ -132,7 +132,8 @@ class _LiveView:
     async def _add(self, conn: ValidatorConnection, confirmation: Confirmation) -> None:
         entry = None
         if conn.outbox is not None and not conn.outbox.closed:
-            entry = await conn.outbox.get(confirmation.prediction_id)
+            entry = await conn.outbox.get(confirmation.prediction_id, conn.validator_hotkey,
+                                          conn.miner_hotkey)
         prediction = entry.prediction if entry is not None else {}
         pick = describe_pick(prediction.get("predicted_outcome"), prediction.get("team_a"),
                              prediction.get("team_b"))
@@ -177,8 +178,8 @@ async def _budgets(conns: list[ValidatorConnection],
         limit = conn.limits.daily_wager_limit if conn.limits else DEFAULT_DAILY_WAGER_LIMIT
         if daily_budget is not None:
             limit = min(limit, daily_budget)
-        budgets[conn.validator_hotkey] = (day, await conn.outbox.wagered(conn.validator_hotkey,
-                                                                          day), limit)
+        wagered = await conn.outbox.wagered(conn.validator_hotkey, day, conn.miner_hotkey)
+        budgets[conn.validator_hotkey] = (day, wagered, limit)
     return budgets
 
 
@@ -208,7 +209,7 @@ async def run_miner(cfg: RunConfig, console: Console) -> int:
         else:
             endpoints = await resolve_validators(cfg, miner_hotkey)
         conns = [ValidatorConnection(e.url, signer, e.hotkey,
-                                     outbox=outbox_path(outbox_dir, miner_hotkey, e.hotkey))
+                                     outbox=outbox_path(outbox_dir, miner_hotkey))
                  for e in endpoints]
         log.info("bt-miner: agent %r, miner hotkey %s, %d validator(s): %s", agent.name,
                  miner_hotkey, len(conns), ", ".join(f"{short(e.hotkey)}@{e.url}"
@@ -279,9 +280,10 @@ async def _serve(cfg: RunConfig, console: Console, agent: Any,
     for conn in conns:
         games.update(conn.games)
         if conn.outbox is not None and not conn.outbox.closed:
-            entries += [e for e in await conn.outbox.entries(conn.validator_hotkey)
+            entries += [e for e in await conn.outbox.entries(conn.validator_hotkey,
+                                                             conn.miner_hotkey)
                         if e.created_ns >= started_ns]
-            pending += len(await conn.outbox.pending(conn.validator_hotkey))
+            pending += len(await conn.outbox.pending(conn.validator_hotkey, conn.miner_hotkey))
     budgets = await _budgets(conns, cfg.daily_budget)
     failure = connection_failure(conns)
     if cfg.live:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sdk.outbox import Outbox, OutboxEntry, parse_outbox_file_name
+from sdk.outbox import COUNTED_STATUSES, Outbox, OutboxEntry, parse_outbox_file_name
 from sdk.results import DayResults, results_by_day
 from sdk.signing import verify_receipt
 
@@ -82,8 +82,10 @@ def _entry_dict(entry: OutboxEntry, validator_hotkey: str) -> dict[str, Any]:
     }
 
 
-def outbox_files(directory: Path) -> list[tuple[Path, str, str]]:
-    """``(path, miner_hotkey, validator_hotkey)`` of each outbox file in ``directory``."""
+def outbox_files(directory: Path) -> list[tuple[Path, str, str | None]]:
+    """``(path, miner_hotkey, validator_hotkey)`` of each outbox file in ``directory``
+    (``validator_hotkey`` None for a miner's file, which holds every validator's rows;
+    a name is given only by the files of older versions)."""
     found = []
     for path in sorted(directory.glob("*.sqlite3")):
         hotkeys = parse_outbox_file_name(path.name)
@@ -93,27 +95,38 @@ def outbox_files(directory: Path) -> list[tuple[Path, str, str]]:
 
 
 async def read_outboxes(directory: Path, *, today: str | None = None) -> list[OutboxReport]:
-    """One report per outbox file in ``directory`` (``today``: the UTC day to total)."""
+    """One report per outbox file and validator in ``directory`` (``today``: the UTC
+    day to total)."""
     day = today or datetime.now(UTC).date().isoformat()
     reports: list[OutboxReport] = []
     for path, miner_hotkey, validator_hotkey in outbox_files(directory):
-        report = OutboxReport(path, miner_hotkey, validator_hotkey, day=day)
-        reports.append(report)
+        entries: list[OutboxEntry] = []
+        error = None
         outbox = Outbox(path)
         try:
             await outbox.open()
-            report.entries = await outbox.entries()
-            report.wagered_today = await outbox.wagered(report.validator_hotkey, day)
+            entries = await outbox.entries()
         except (sqlite3.Error, OSError, ValueError) as exc:  # damaged or foreign: say so
-            report.error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}"
         finally:
             if not outbox.closed:
                 await outbox.close()
-        for entry in report.entries:
-            report.counts[entry.status] += 1
-            if entry.status == "rejected":
-                report.rejected[entry.code or "?"] += 1
-        report.results = results_by_day(report.entries)
+        groups: dict[tuple[str, str], list[OutboxEntry]] = {}
+        if validator_hotkey is not None or error is not None:
+            groups[(miner_hotkey, validator_hotkey or "")] = entries
+        for entry in entries if not groups else ():
+            groups.setdefault((entry.miner_hotkey, entry.validator_hotkey), []).append(entry)
+        for (miner, validator), rows in sorted(groups.items()):
+            report = OutboxReport(path, miner, validator, day=day, entries=rows, error=error)
+            reports.append(report)
+            report.wagered_today = sum(
+                e.wager for e in rows if e.validator_hotkey == validator
+                and e.wager_day == day and e.status in COUNTED_STATUSES)
+            for entry in rows:
+                report.counts[entry.status] += 1
+                if entry.status == "rejected":
+                    report.rejected[entry.code or "?"] += 1
+            report.results = results_by_day(rows)
     return reports
 
 

@@ -70,7 +70,7 @@ async def submit_prediction(*, dev: bool, validators: list[ValidatorEndpoint],
                 tempfile.TemporaryDirectory(prefix="bt-miner-outbox-")))
         endpoint = target.endpoint
         miner_hotkey = hotkey_signer(target.signer).ss58_address
-        path = outbox_path(outbox_dir, miner_hotkey, endpoint.hotkey)
+        path = outbox_path(outbox_dir, miner_hotkey)
         conn = ValidatorConnection(endpoint.url, target.signer, endpoint.hotkey, outbox=path)
         try:
             await conn.start()

@@ -17,8 +17,10 @@ import asyncio
 import json
 import logging
 import time
+from typing import Literal
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, ValidationError
 from yarl import URL
 
 from ..codes import ERROR_HEADER
@@ -51,6 +53,20 @@ log = logging.getLogger("sdk.connection.websocket")
 
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
+_UPDATE_PREFIX = f'{{"type":"{GameUpdate.TYPE}",'
+"""How the hub's game updates begin (``encode_frame_data``): those take the fast path."""
+
+
+class _UpdateEnvelope(BaseModel):
+    """A whole game_update frame, validated straight from its JSON text by
+    pydantic-core: no intermediate dicts, one pass (the hot path of a miner that
+    follows many validators; every other frame goes through :func:`parse_envelope`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["game_update"]
+    data: GameUpdate
+
 
 class WebSocketTransport:
     """One open WebSocket session with the hub (see the module docstring)."""
@@ -63,6 +79,8 @@ class WebSocketTransport:
         self._send_lock = asyncio.Lock()
         self._tasks = TaskSet()
         self._closed = False
+        self._loop = asyncio.get_running_loop()
+        self._last_frame = self._loop.time()
 
     @classmethod
     async def connect(cls, ctx: LinkContext) -> WebSocketTransport:
@@ -112,29 +130,51 @@ class WebSocketTransport:
 
     async def run(self) -> ConnectionClosedError | None:
         """Serve the session until it ends; return the close it ended with (None when
-        the hub went silent). The transport is closed when this returns."""
-        ws = self._ws
+        the hub went silent). The transport is closed when this returns.
+
+        Frames are read in a task of their own, watched by :meth:`_watch_silence`:
+        a timer per received frame (``receive(timeout=...)``) would cost more than
+        handling a small update does."""
         interval = self.heartbeat_interval
         self._tasks.spawn(self._heartbeat_loop(interval), "heartbeats")
         self._tasks.spawn(self._resend_pending(), "resend")
+        reader = self._tasks.spawn(self._read_frames(), "reader")
+        watchdog = self._tasks.spawn(self._watch_silence(reader, 3 * interval), "silence")
         try:
-            while True:
-                try:
-                    message = await ws.receive(timeout=3 * interval)
-                except TimeoutError:
-                    log.warning("no frame from the hub for %.1fs: dropping the link",
-                                3 * interval)
-                    return None
-                if message.type is aiohttp.WSMsgType.TEXT:
-                    await self._on_text(message.data)
-                elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                                      aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                    break
-            error = close_error(ws.close_code, _close_reason(message))
-            log.info("connection to the hub ended: %s", error)
-            return error
+            await asyncio.wait([reader])
+            if reader.cancelled():  # by the watchdog: the hub went silent
+                return None
+            return reader.result()
         finally:
+            watchdog.cancel()
             await self.close()
+
+    async def _read_frames(self) -> ConnectionClosedError:
+        ws = self._ws
+        loop = self._loop
+        while True:
+            message = await ws.receive()
+            self._last_frame = loop.time()
+            if message.type is aiohttp.WSMsgType.TEXT:
+                self._on_text(message.data)
+            elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                                  aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                break
+        error = close_error(ws.close_code, _close_reason(message))
+        log.info("connection to the hub ended: %s", error)
+        return error
+
+    async def _watch_silence(self, reader: asyncio.Task[ConnectionClosedError],
+                             limit: float) -> None:
+        """Stop the reader once no frame has come for ``limit`` seconds: a half-open
+        link would otherwise look alive forever."""
+        while True:
+            silent_for = self._loop.time() - self._last_frame
+            if silent_for >= limit:
+                log.warning("no frame from the hub for %.1fs: dropping the link", silent_for)
+                reader.cancel()
+                return
+            await asyncio.sleep(limit - silent_for)
 
     def dispatch(self, entry: OutboxEntry) -> None:
         if self._closed:
@@ -174,8 +214,18 @@ class WebSocketTransport:
             return False
         return True
 
-    async def _on_text(self, text: str) -> None:
+    def _on_text(self, text: str) -> None:
         inbound = self._ctx.inbound
+        if text.startswith(_UPDATE_PREFIX):
+            try:
+                update = _UpdateEnvelope.model_validate_json(text).data
+            except (ValidationError, ValueError, RecursionError) as exc:
+                log.warning("ignoring a frame the hub should not have sent: invalid "
+                            "game_update frame: %s", str(exc).splitlines()[0][:200])
+                return
+            if inbound.update(update):
+                self._tasks.spawn(self.request_snapshot(), "resync")
+            return
         try:
             envelope = load_json(text)
             frame = parse_envelope(envelope)
