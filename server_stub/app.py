@@ -69,7 +69,7 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
     metrics = CollectorRegistry(auto_describe=True)
     metrics.register(StatsCollector(hub.stats, lambda: _gauges(hub, validator_db)))
     app[METRICS_KEY] = metrics
-    app.add_routes(routes())
+    app.add_routes(routes(hub))
     app.cleanup_ctx.append(_hub_lifecycle)
     app.on_shutdown.append(_stop_hub)
     return app

@@ -26,20 +26,18 @@ METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegi
 MAX_LONG_POLL_S = 60.0
 
 
-def routes() -> list[web.RouteDef]:
+def routes(hub: Hub) -> list[web.RouteDef]:
     return [
-        # RFC 6455 upgrades GET only; aiohttp would route HEAD here too (and upgrade it)
-        web.get("/ws", handle_ws, allow_head=False),
+        # RFC 6455 upgrades GET only; aiohttp would route HEAD here too (and upgrade it).
+        # The handler itself, not a wrapper: a wrapper's frame would live as long as
+        # each WebSocket (bench/memory.py).
+        web.get("/ws", hub.miner_ws.handle, allow_head=False),
         web.get("/ws/health", handle_health),
         web.get("/metrics", handle_metrics),
         web.post("/admin/games", handle_admin_games),
         web.post("/predictions", handle_predictions),
         web.get("/games", handle_games),
     ]
-
-
-async def handle_ws(request: web.Request) -> web.StreamResponse:
-    return await request.app[HUB_KEY].miner_ws.handle(request)
 
 
 async def handle_health(request: web.Request) -> web.Response:

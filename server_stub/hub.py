@@ -33,6 +33,7 @@ from .session_table import SessionTable
 from .stats import HubStats
 from .store import PredictionBook, PredictionStore
 from .stream import GameStream, UpdateRecord
+from .wsframes import SharedFrame
 
 log = logging.getLogger("server_stub.hub")
 
@@ -138,13 +139,15 @@ class Hub:
             await asyncio.sleep(interval)
             deadline = time.monotonic() - 3 * interval
             self.stream.prune(self.clock.now())
-            text = Heartbeat(time_ns=self.clock.now_ns()).encode()
+            alive = []
             for session in list(self.sessions.values()):
                 if session.last_received < deadline:
                     self.sessions.close(session, CloseCode.POLICY_VIOLATION,
                                         "heartbeat timeout")
                 else:
-                    session.send(text)
+                    alive.append(session)
+            self.sessions.send_to(alive, SharedFrame(Heartbeat(time_ns=self.clock.now_ns())
+                                                     .encode()))
 
     # -- games ------------------------------------------------------------------------
 
@@ -153,8 +156,10 @@ class Hub:
         record = self.stream.apply(games)
         if record is None:
             return None
-        self.store.save_games(record.games).add_done_callback(_log_failure)
+        # Broadcast first: the store's writer thread would otherwise wake up during the
+        # broadcast and contend for the GIL at every socket write (bench/fanout.py).
         self.sessions.broadcast(record)
+        self.store.save_games(record.games).add_done_callback(_log_failure)
         event, self._update_event = self._update_event, asyncio.Event()
         event.set()
         return record

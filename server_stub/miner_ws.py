@@ -43,7 +43,7 @@ from .intake import (
     Unidentified,
 )
 from .predictions import confirmation_frame
-from .session import MinerSession
+from .session import HubWebSocket, MinerSession
 from .session_table import SessionTable
 from .stats import HubStats
 from .stream import GameFilter, GameStream
@@ -79,15 +79,18 @@ class MinerWSHandler:
             return error_response(refusal)
         # aiohttp refuses a frame whose size *reaches* max_msg_size; the announced
         # limit is the largest frame allowed, so allow exactly max_frame_bytes.
-        ws = web.WebSocketResponse(max_msg_size=self.config.max_frame_bytes + 1,
-                                   compress=self.config.compress, autoping=True,
-                                   timeout=self.config.close_timeout_s)
+        ws = HubWebSocket(max_msg_size=self.config.max_frame_bytes + 1,
+                          compress=self.config.compress, autoping=True,
+                          timeout=self.config.close_timeout_s)
         if not ws.can_prepare(request).ok:
             self.stats.handshake_refusals[426] += 1
             return error_response(HubHTTPError(426, ErrorCode.UPGRADE_REQUIRED,
                                                "GET /ws needs a WebSocket upgrade"))
         try:
-            await ws.prepare(request)
+            writer = await ws.prepare(request)
+            session = MinerSession(ws=ws, request=request, writer=writer, hotkey=hotkey,
+                                   session_id=uuid.uuid4().hex, game_filter=flt,
+                                   queue_size=self.config.send_queue_size, owner=self.sessions)
         except ConnectionResetError:
             # The link died between admission and the 101 (the miner gave up, a proxy
             # cut it): no one to serve. Raised on, aiohttp would log it as an unhandled
@@ -95,35 +98,29 @@ class MinerWSHandler:
             self.stats.errors["upgrade_aborted"] += 1
             log.info("connection of %s lost during the WebSocket upgrade", hotkey)
             return web.Response(status=499, reason="Client Closed Request")
-        session = MinerSession(ws=ws, request=request, hotkey=hotkey,
-                               session_id=uuid.uuid4().hex, game_filter=flt,
-                               queue_size=self.config.send_queue_size,
-                               on_overflow=self.sessions.on_overflow,
-                               on_sent=self.sessions.count_sent)
         previous = self.sessions.get(hotkey)
         if previous is not None:
             self.sessions.close(previous, CloseCode.REPLACED,
                                 "replaced by a newer connection of this hotkey")
         self.sessions.add(session)
         self._greet(session, epoch, since)
-        session.start()
-        # The read loop runs in its own task so a close can stop it first and then
-        # run the full close handshake (see MinerSession.stop_reading).
-        reader = asyncio.create_task(self._read_loop(session),
-                                     name=f"read-{session.session_id}")
-        session.reader = reader
+        # The read loop runs in this task (not one of its own: a task per connection
+        # costs memory); a close stops it first and then runs the full close handshake
+        # (see MinerSession.stop_reading).
+        session.reading_started()
         try:
-            await asyncio.wait({reader})
-            if not reader.cancelled():
-                reader.result()  # a bug in the loop surfaces here
+            try:
+                await self._read_loop(session)
+            except asyncio.CancelledError:
+                if not session.read_cancel_taken():  # only stop_reading's is expected
+                    raise
+            finally:
+                session.reading_ended()
             if session.close_task is not None:
                 # Returning before the close code is sent would let aiohttp close
                 # with 1000 instead.
                 await asyncio.wait({session.close_task})
         finally:
-            if not reader.done():
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
             self.sessions.remove(session)
             await session.stop_sender()
         return ws
@@ -142,7 +139,8 @@ class MinerWSHandler:
                           odds_tolerance=self.config.odds_tolerance))
         session.send(welcome.encode())
         if missed is None:
-            session.send(self.stream.snapshot_update(session.game_filter).encode())
+            session.send_frame(self.sessions.snapshot_frame(session.game_filter)
+                               .for_window(session.deflate))
             return
         for update in missed:
             session.send(update.encode())
@@ -258,4 +256,4 @@ class MinerWSHandler:
 
     def _resubscribe(self, session: MinerSession, flt: GameFilter) -> None:
         self.sessions.regroup(session, flt)
-        session.send(self.stream.snapshot_update(flt).encode())
+        session.send_frame(self.sessions.snapshot_frame(flt).for_window(session.deflate))

@@ -1,12 +1,13 @@
 """The hub's connected miners: one :class:`~server_stub.session.MinerSession` per
-hotkey, grouped by game filter so a broadcast serialises each update once per
-filter, and the close handshakes in flight (slow consumer 4008, deregistered 4003,
-replaced, shutdown...), each in a task the table owns until it ends."""
+hotkey, grouped by game filter so a broadcast serialises and frames each update once
+per filter (:class:`~server_stub.wsframes.SharedFrame`), and the close handshakes in
+flight (slow consumer 4008, deregistered 4003, replaced, shutdown...), each in a task
+the table owns until it ends."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from sdk.codes import CloseCode
 from sdk.frames import encode_frame
@@ -14,8 +15,11 @@ from sdk.frames import encode_frame
 from .session import MinerSession
 from .stats import HubStats
 from .stream import GameFilter, GameStream, UpdateRecord
+from .wsframes import SharedFrame
 
 __all__ = ["SessionTable"]
+
+_SNAPSHOT_CACHE = 64  # filters; miners of one subnet use few
 
 
 class SessionTable(Mapping[str, MinerSession]):
@@ -24,11 +28,15 @@ class SessionTable(Mapping[str, MinerSession]):
 
     def __init__(self, *, stream: GameStream, stats: HubStats, close_timeout_s: float) -> None:
         self._stream = stream
-        self._stats = stats
+        self.stats = stats
         self._close_timeout_s = close_timeout_s
         self._sessions: dict[str, MinerSession] = {}
         self._groups: dict[GameFilter, set[MinerSession]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        # Snapshot frames of the stream's current version, per filter: miners that
+        # (re)connect together get the same bytes, serialised and compressed once.
+        self._snapshots: dict[GameFilter, SharedFrame] = {}
+        self._snapshots_version = -1
 
     def __getitem__(self, hotkey: str) -> MinerSession:
         return self._sessions[hotkey]
@@ -54,15 +62,15 @@ class SessionTable(Mapping[str, MinerSession]):
         """Enter a new session (its hotkey's previous one must be closed first)."""
         self._sessions[session.hotkey] = session
         self._groups.setdefault(session.game_filter, set()).add(session)
-        self._stats.connections_total += 1
-        self._stats.active_connections = len(self._sessions)
+        self.stats.connections_total += 1
+        self.stats.active_connections = len(self._sessions)
 
     def remove(self, session: MinerSession) -> None:
         """Take a session out (idempotent; a newer session of its hotkey stays)."""
         if self._sessions.get(session.hotkey) is session:
             del self._sessions[session.hotkey]
         self._leave_group(session)
-        self._stats.active_connections = len(self._sessions)
+        self.stats.active_connections = len(self._sessions)
 
     def regroup(self, session: MinerSession, flt: GameFilter) -> None:
         """Move a session to the broadcasts of another game filter."""
@@ -80,24 +88,40 @@ class SessionTable(Mapping[str, MinerSession]):
     # -- sending ----------------------------------------------------------------------
 
     def broadcast(self, record: UpdateRecord) -> None:
-        """Queue ``record`` to every session whose filter selects some of its games."""
-        self._stats.broadcasts += 1
+        """Send ``record`` to every session whose filter selects some of its games."""
+        self.stats.broadcasts += 1
         for flt, members in list(self._groups.items()):
             if not members:
                 continue
             update = self._stream.broadcast_update(record, flt)
             if update is None:
                 continue
-            text = encode_frame(update)  # serialised once for every miner of this filter
-            for session in list(members):
-                session.send(text)
+            # serialised and framed once for every miner of this filter
+            self.send_to(list(members), SharedFrame(encode_frame(update)))
 
-    def count_sent(self, count: int) -> None:
-        """:class:`MinerSession` ``on_sent`` callback."""
-        self._stats.messages_out += count
+    def snapshot_frame(self, flt: GameFilter) -> SharedFrame:
+        """The ``game_update`` snapshot for ``flt`` as a frame to share (built once per
+        filter and version of the game table)."""
+        version = self._stream.version
+        if version != self._snapshots_version or len(self._snapshots) >= _SNAPSHOT_CACHE:
+            self._snapshots.clear()
+            self._snapshots_version = version
+        shared = self._snapshots.get(flt)
+        if shared is None:
+            shared = SharedFrame(self._stream.snapshot_update(flt).encode())
+            self._snapshots[flt] = shared
+        return shared
+
+    @staticmethod
+    def send_to(sessions: Iterable[MinerSession], shared: SharedFrame) -> None:
+        """The same message to each of ``sessions`` (each in its negotiated framing)."""
+        plain = shared.plain
+        for session in sessions:
+            session.send_frame(shared.for_window(session.deflate) if session.deflate else plain)
 
     def on_overflow(self, session: MinerSession) -> None:
-        """:class:`MinerSession` ``on_overflow`` callback: a slow consumer is closed."""
+        """A session's queue overflowed (:class:`MinerSession` calls it): a slow
+        consumer is closed."""
         self.close(session, CloseCode.SLOW_CONSUMER,
                    "send queue overflow: read faster, then resume")
 
@@ -111,7 +135,7 @@ class SessionTable(Mapping[str, MinerSession]):
             return
         session.closing = True
         self.remove(session)
-        self._stats.closes[int(code)] += 1
+        self.stats.closes[int(code)] += 1
         task = asyncio.create_task(self._finish_close(session, code, reason, drain),
                                    name=f"close-{session.session_id}")
         session.close_task = task

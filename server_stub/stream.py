@@ -31,8 +31,11 @@ class GameFilter:
 
     @classmethod
     def of(cls, sports: Iterable[str] = (), leagues: Iterable[str] = ()) -> GameFilter:
-        return cls(frozenset(s.strip().casefold() for s in sports if s.strip()),
-                   frozenset(s.strip().casefold() for s in leagues if s.strip()))
+        sport_set = frozenset(s.strip().casefold() for s in sports if s.strip())
+        league_set = frozenset(s.strip().casefold() for s in leagues if s.strip())
+        if not sport_set and not league_set:
+            return ALL_GAMES  # shared: most miners want everything, and each holds its filter
+        return cls(sport_set, league_set)
 
     @classmethod
     def from_query(cls, sports: str | None, leagues: str | None) -> GameFilter:
@@ -69,6 +72,9 @@ class GameStream:
         self.epoch = epoch or uuid.uuid4().hex[:16]
         self.seq = 0
         self.games: dict[str, Game] = {game.game_id: game for game in games}
+        self.version = 0
+        """Changes whenever the table does (an update, a pruned game): a snapshot built
+        at one version stays right until the next."""
         self._history: deque[UpdateRecord] = deque(maxlen=history_size)
         # Per filter: the last seq that matched it, and its value before the latest
         # record, so each broadcast finds prev_seq without scanning history.
@@ -91,6 +97,7 @@ class GameStream:
             changed[game.game_id] = game
         if not changed:
             return None
+        self.version += 1
         self.seq += 1
         record = UpdateRecord(self.seq, tuple(changed.values()))
         self._prev_of_latest = dict(self._last_match)
@@ -103,7 +110,8 @@ class GameStream:
     def forget(self, game_ids: Iterable[str]) -> None:
         """Drop games from the table (history keeps its past records)."""
         for game_id in game_ids:
-            self.games.pop(game_id, None)
+            if self.games.pop(game_id, None) is not None:
+                self.version += 1
 
     def prune(self, now: datetime, retention: timedelta = SETTLED_RETENTION) -> list[str]:
         """Drop settled games older than ``retention`` (clients apply the same rule)."""

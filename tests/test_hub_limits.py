@@ -257,24 +257,35 @@ async def test_stalled_reader_is_dropped_with_4008_while_others_get_everything(s
 
 
 async def test_queue_size_alone_bounds_a_burst(start_hub):
-    """A burst larger than the queue, written before the sender can run, overflows
-    even when the miner reads: the bound is per connection and absolute."""
-    running = await start_hub(send_queue_size=8)
-    ws = await running.connect(BOB)
+    """A burst larger than the queue, arriving while the miner's socket is full,
+    overflows even though the miner reads later: the bound is per connection and
+    absolute (frames wait in the queue only behind a full socket)."""
+    running = await start_hub(send_queue_size=8, compress=False, store_synchronous="OFF",
+                              close_timeout_s=20.0)
+    ws = await running.connect(BOB, compress=0)
     await welcome_and_snapshot(ws)
     session = running.hub.sessions[BOB.ss58_address]
+    posts = 0
+    while session.queued == 0:  # Bob does not read yet: his socket fills
+        posts += 1
+        assert posts <= 200, "the socket never filled"
+        await running.post_games(bulky_games(posts, 1000))
+    assert not session.closing
     for i in range(9):  # synchronously, as one broadcast loop would
         running.hub.publish([future_game(f"burst-{i}")])
     assert session.closing
-    code, frames = await receive_close(ws)
+    total = posts + 9
+    code, frames = await receive_close(ws, timeout=20.0)
     assert code == 4008
     seqs = [f["data"]["seq"] for f in frames if f["type"] == "game_update"]
     assert seqs == list(range(1, len(seqs) + 1))
+    assert len(seqs) < total
     # Reconnecting with epoch+since recovers exactly what was missed.
     last = seqs[-1] if seqs else 0
-    ws = await running.connect(BOB, epoch=running.hub.stream.epoch, since=last)
-    welcome = await receive_json(ws)
+    ws = await running.connect(BOB, epoch=running.hub.stream.epoch, since=last, compress=0)
+    welcome = await receive_json(ws, timeout=20.0)
     assert welcome["data"]["resumed"] is True
-    assert welcome["data"]["replayed"] == 9 - last
-    replay = [(await receive_json(ws))["data"]["seq"] for _ in range(9 - last)]
-    assert replay == list(range(last + 1, 10))
+    assert welcome["data"]["replayed"] == total - last
+    replay = [(await receive_json(ws, timeout=20.0))["data"]["seq"]
+              for _ in range(total - last)]
+    assert replay == list(range(last + 1, total + 1))

@@ -692,7 +692,9 @@ async def test_nesting_depth_at_the_decoder_limit(start_hub, caplog):
     await ws.recv_json()
     await ws.recv_json()
     seen: Counter[str] = Counter()
-    for depth in range(940, 1020):
+    # The decoder's limit counts the Python frames below it too, so where it falls
+    # depends on how deep in the hub the frame is parsed (~940 levels today).
+    for depth in range(900, 1020):
         wire = Prediction.for_game(GAME, 0, 1.0).wire()
         raw = json.dumps(wire)[:-1] + ',"x":' + "[" * depth + "]" * depth + "}"
         signature = sign_prediction(BOB, wire)  # over the prediction without "x": bad
@@ -711,7 +713,7 @@ async def test_nesting_depth_at_the_decoder_limit(start_hub, caplog):
     assert seen["ws:malformed_frame"]
     assert running.hub.stats.errors["internal_error"] == 0
     assert_no_crash_logs(crash_records(caplog))
-    print(f"\nnesting sweep 940..1019: {dict(seen)}")
+    print(f"\nnesting sweep 900..1019: {dict(seen)}")
 
 
 # -- fragmented messages and WebSocket protocol violations ------------------------------
