@@ -5,6 +5,9 @@ Each frame type is a pydantic model whose fields are exactly the wire fields of
 ``data``; :func:`encode_frame` and :func:`parse_frame` convert between the two.
 :func:`parse_frame` raises nothing but :class:`~sdk.errors.ProtocolError`,
 whatever bytes it is given: the hub calls it on untrusted input.
+
+Text is decoded with orjson (:func:`load_json`), with ``json.loads`` deciding whatever
+orjson refuses, so what parses and to which values is ``json.loads``'s.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import uuid
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .codes import PROTOCOL_VERSION, ConfirmationStatus, ErrorCode
@@ -185,9 +189,38 @@ def encode_frame_data(frame_type: str, data_json: str) -> str:
     return f'{{"type":"{frame_type}","data":{data_json}}}'
 
 
+_INT64 = float(2**63)
+
+
+def _has_huge_float(node: Any) -> bool:
+    """A float of magnitude >= 2**63 anywhere in a decoded value: orjson decodes an
+    integer beyond 64 bits as such a float, where ``json.loads`` keeps the exact int."""
+    values = node.values() if type(node) is dict else node
+    for value in values:
+        kind = type(value)
+        if kind is float:
+            if value >= _INT64 or value <= -_INT64:
+                return True
+        elif (kind is dict or kind is list) and _has_huge_float(value):
+            return True
+    return False
+
+
 def load_json(text: str | bytes) -> Any:
     """``json.loads`` that reports every failure (bad UTF-8, nesting bombs, huge
-    integers) as a ProtocolError."""
+    integers) as a ProtocolError.
+
+    orjson decodes first (about 3x faster); whatever it refuses (NaN and Infinity,
+    numbers out of range, lone surrogates, its own nesting limit) is decoded again by
+    ``json.loads``, so what is accepted and the value it decodes to are exactly
+    ``json.loads``'s."""
+    if type(text) is str:
+        try:
+            value = orjson.loads(text)
+            if not _has_huge_float((value,)):
+                return value
+        except (orjson.JSONDecodeError, RecursionError):
+            pass  # json.loads decides, with its own error message
     try:
         return json.loads(text)
     except (ValueError, RecursionError, TypeError) as exc:

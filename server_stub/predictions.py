@@ -10,13 +10,13 @@ path awaits it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from sdk.codes import OK_CODE, ConfirmationStatus, ErrorCode
 from sdk.frames import Confirmation, PredictionFrame, encode_frame_data
+from sdk.jsontext import compact_json
 from sdk.signing import Signer, sign_receipt, verify_prediction
 from sdk.validation import Rejection, Rules, check_prediction, wager_day
 
@@ -197,4 +197,5 @@ def _signature_verifies(miner_hotkey: str, frame: PredictionFrame) -> bool:
 def confirmation_frame(data: dict[str, Any]) -> str:
     """Wire text of a confirmation from its signed data dict, byte-faithful to what
     was signed (no round trip through a model)."""
-    return encode_frame_data(Confirmation.TYPE, json.dumps(data, separators=(",", ":")))
+    return encode_frame_data(Confirmation.TYPE, compact_json(data))
+

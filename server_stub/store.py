@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from sdk.jsontext import compact_json
 from sdk.models import Game, Prediction
-from sdk.sqlite import DatabaseClosed, GroupCommitDB, Operation
+from sdk.sqlite import BatchOperation, DatabaseClosed, GroupCommitDB, Operation
 from sdk.validation import Rejection
 
 R = TypeVar("R")
@@ -130,24 +131,9 @@ class PredictionStore:
     # -- predictions ------------------------------------------------------------
 
     def record(self, record: PredictionRecord) -> asyncio.Future[StoreResult]:
-        """Insert a prediction unless (hotkey, id) exists; resolves after the commit."""
-
-        def op(db: sqlite3.Connection) -> StoreResult:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.miner_hotkey, record.prediction_id, record.game_id, record.wager,
-                 record.wager_day, record.received_at_ns, json.dumps(record.prediction),
-                 record.signature, json.dumps(record.receipt)),
-            )
-            if cursor.rowcount == 1:
-                return StoreResult(True, record.receipt)
-            original = _receipt(db, record.miner_hotkey, record.prediction_id)
-            if original is None:  # the row that ignored the insert has no receipt
-                raise sqlite3.IntegrityError(
-                    f"prediction {record.prediction_id} exists without a receipt")
-            return StoreResult(False, original)
-
-        return self._submit(op)
+        """Insert a prediction unless (hotkey, id) exists; resolves after the commit.
+        The predictions of one group commit are inserted by one ``executemany``."""
+        return self._submit(_InsertPrediction(record))
 
     def receipt(self, miner_hotkey: str, prediction_id: str
                 ) -> asyncio.Future[dict[str, Any] | None]:
@@ -190,6 +176,42 @@ class PredictionStore:
             return [Game.model_validate_json(row[0]) for row in rows]
 
         return self._submit(op)
+
+
+class _InsertPrediction(BatchOperation[StoreResult]):
+    """``INSERT OR IGNORE`` of one prediction, its row prepared on the event loop."""
+
+    __slots__ = ("receipt", "row")
+
+    def __init__(self, record: PredictionRecord) -> None:
+        self.receipt = record.receipt
+        self.row = (record.miner_hotkey, record.prediction_id, record.game_id, record.wager,
+                    record.wager_day, record.received_at_ns, json.dumps(record.prediction),
+                    record.signature, compact_json(record.receipt))
+
+    @classmethod
+    def run_many(cls, db: sqlite3.Connection,
+                 ops: Sequence[_InsertPrediction]) -> list[StoreResult]:
+        inserted = db.executemany(
+            "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [op.row for op in ops]).rowcount
+        if inserted == len(ops):
+            return [StoreResult(True, op.receipt) for op in ops]
+        return [op._settle(db) for op in ops]  # some existed: which?
+
+    def _settle(self, db: sqlite3.Connection) -> StoreResult:
+        """After an insert that may have been ignored: the row holds this op's receipt
+        (its received_at_ns and signature make it unique; an identical one would be the
+        same receipt anyway) or an older one."""
+        miner_hotkey, prediction_id = self.row[0], self.row[1]
+        row = db.execute(
+            "SELECT receipt FROM predictions WHERE miner_hotkey = ? AND prediction_id = ?",
+            (miner_hotkey, prediction_id)).fetchone()
+        if row is None or row[0] is None:  # the row that ignored the insert has no receipt
+            raise sqlite3.IntegrityError(f"prediction {prediction_id} exists without a receipt")
+        if row[0] == self.row[8]:
+            return StoreResult(True, self.receipt)
+        return StoreResult(False, json.loads(row[0]))
 
 
 def _receipt(db: sqlite3.Connection, miner_hotkey: str, prediction_id: str
