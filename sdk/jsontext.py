@@ -12,11 +12,12 @@ them). So these functions take orjson only for such dicts and ``json`` otherwise
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
 
-__all__ = ["canonical_json", "compact_json", "flat_text_and_ints"]
+__all__ = ["canonical_json", "compact_json", "flat_text_and_ints", "storage_json"]
 
 _EXACT_TYPES = frozenset({str, int, bool, type(None)})
 
@@ -56,3 +57,28 @@ def compact_json(obj: Any) -> str:
             if text.isascii():  # then there was nothing for ensure_ascii to escape
                 return text.decode("ascii")
     return json.dumps(obj, separators=(",", ":"))
+
+
+def storage_json(obj: Any) -> str:
+    """JSON text that ``json.loads`` reads back to a value equal to ``obj`` (for
+    storage, where the text itself is not signed): orjson's, unless ``obj`` holds what
+    orjson would write differently (NaN and Infinity, which it writes as null) or
+    refuses (ints beyond 64 bits, non-string keys, lone surrogates)."""
+    try:
+        if not _has_non_finite(obj):
+            return orjson.dumps(obj).decode("utf-8")
+    except (orjson.JSONEncodeError, RecursionError):
+        pass
+    return json.dumps(obj)
+
+
+def _has_non_finite(node: Any) -> bool:
+    values = node.values() if type(node) is dict else node if type(node) is list else (node,)
+    for value in values:
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                return True
+        elif (kind is dict or kind is list) and _has_non_finite(value):
+            return True
+    return False

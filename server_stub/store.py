@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sdk.jsontext import compact_json
+from sdk.jsontext import compact_json, storage_json
 from sdk.models import Game, Prediction
 from sdk.sqlite import BatchOperation, DatabaseClosed, GroupCommitDB, Operation
 from sdk.validation import Rejection
 
 R = TypeVar("R")
 
+# A rowid table: rows (~1 KiB: prediction and receipt JSON) are appended in order and
+# only the small unique index takes random inserts. As a WITHOUT ROWID table keyed by
+# (hotkey, id) every insert split wide B-tree pages at random places: twice the CPU per
+# group-committed row (bench/README.md). A file made with that layout keeps it and works.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     miner_hotkey   TEXT NOT NULL,
@@ -33,8 +37,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     prediction     TEXT NOT NULL,
     signature      TEXT,
     receipt        TEXT NOT NULL,
-    PRIMARY KEY (miner_hotkey, prediction_id)
-) WITHOUT ROWID;
+    UNIQUE (miner_hotkey, prediction_id)
+);
 CREATE INDEX IF NOT EXISTS predictions_by_day ON predictions (miner_hotkey, wager_day);
 CREATE TABLE IF NOT EXISTS games (
     game_id TEXT PRIMARY KEY,
@@ -186,7 +190,7 @@ class _InsertPrediction(BatchOperation[StoreResult]):
     def __init__(self, record: PredictionRecord) -> None:
         self.receipt = record.receipt
         self.row = (record.miner_hotkey, record.prediction_id, record.game_id, record.wager,
-                    record.wager_day, record.received_at_ns, json.dumps(record.prediction),
+                    record.wager_day, record.received_at_ns, storage_json(record.prediction),
                     record.signature, compact_json(record.receipt))
 
     @classmethod

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sdk.errors import ProtocolError
 from sdk.frames import load_json
-from sdk.jsontext import canonical_json, compact_json, flat_text_and_ints
+from sdk.jsontext import canonical_json, compact_json, flat_text_and_ints, storage_json
 
 FLAT_VALUES = st.one_of(st.text(), st.integers(), st.booleans(), st.none(),
                         st.integers(min_value=2**63 - 5, max_value=2**66))
@@ -126,3 +126,15 @@ def test_load_json_decodes_as_json_loads(obj):
 def test_load_json_reads_every_float_as_python_does(number):
     for text in (repr(number), f"{number:.17e}", f"{number:.3e}"):
         assert same(json.loads(text), load_json(text))
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSON_VALUES)
+def test_storage_json_reads_back_to_the_same_value(obj):
+    assert same(json.loads(storage_json(obj)), obj)
+
+
+@pytest.mark.parametrize("obj", [{"a": float("nan")}, [1, [float("-inf")]], {"a": 2**70},
+                                 {1: "int key"}, {"a": "\ud800"}, 1e-07, "x"])
+def test_storage_json_falls_back_to_json_for_what_orjson_writes_differently(obj):
+    assert storage_json(obj) == json.dumps(obj) or same(json.loads(storage_json(obj)), obj)
