@@ -190,18 +190,24 @@ def encode_frame_data(frame_type: str, data_json: str) -> str:
 
 
 _INT64 = float(2**63)
+_MAX_FAST_DEPTH = 200
+"""Nesting past this is decoded by ``json.loads`` too: its limit (the interpreter's
+recursion limit, so it depends on the caller's stack) is not orjson's (1024)."""
 
 
-def _has_huge_float(node: Any) -> bool:
-    """A float of magnitude >= 2**63 anywhere in a decoded value: orjson decodes an
-    integer beyond 64 bits as such a float, where ``json.loads`` keeps the exact int."""
+def _json_would_differ(node: Any, depth: int = 0) -> bool:
+    """Whether ``json.loads`` might decode what orjson decoded to ``node`` otherwise: a
+    float of magnitude >= 2**63 (orjson's reading of an integer beyond 64 bits, which
+    json keeps exact) or nesting deep enough to approach json's recursion limit."""
+    if depth > _MAX_FAST_DEPTH:
+        return True
     values = node.values() if type(node) is dict else node
     for value in values:
         kind = type(value)
         if kind is float:
             if value >= _INT64 or value <= -_INT64:
                 return True
-        elif (kind is dict or kind is list) and _has_huge_float(value):
+        elif (kind is dict or kind is list) and _json_would_differ(value, depth + 1):
             return True
     return False
 
@@ -217,9 +223,9 @@ def load_json(text: str | bytes) -> Any:
     if type(text) is str:
         try:
             value = orjson.loads(text)
-            if not _has_huge_float((value,)):
+            if not _json_would_differ((value,)):
                 return value
-        except (orjson.JSONDecodeError, RecursionError):
+        except orjson.JSONDecodeError:
             pass  # json.loads decides, with its own error message
     try:
         return json.loads(text)
@@ -286,12 +292,9 @@ def _parse_prediction(data: dict[str, Any]) -> PredictionFrame:
         raise ProtocolError("prediction.prediction_id is required (a UUID string)",
                             code=ErrorCode.INVALID_PREDICTION, ref=PredictionFrame.TYPE)
     try:
-        ref = str(uuid.UUID(raw["prediction_id"]))  # the form confirmations carry
-    except ValueError:
-        ref = _ref(raw["prediction_id"])
-    try:
         frame = PredictionFrame.model_validate(data)
     except ValidationError as exc:
+        ref = _prediction_ref(raw["prediction_id"])
         code = ErrorCode.INVALID_PREDICTION
         errors = exc.errors(include_url=False, include_input=False)
         loc = errors[0]["loc"] if errors else ()
@@ -303,9 +306,19 @@ def _parse_prediction(data: dict[str, Any]) -> PredictionFrame:
                             ref=ref) from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise ProtocolError(f"invalid prediction: {_short(exc)}",
-                            code=ErrorCode.INVALID_PREDICTION, ref=ref) from None
+                            code=ErrorCode.INVALID_PREDICTION,
+                            ref=_prediction_ref(raw["prediction_id"])) from None
     frame._raw_prediction = raw
     return frame
+
+
+def _prediction_ref(prediction_id: str) -> str:
+    """The id a rejection names: normalised as confirmations carry it when it is a UUID
+    (only computed for a rejection: the model normalises an accepted one)."""
+    try:
+        return str(uuid.UUID(prediction_id))
+    except ValueError:
+        return _ref(prediction_id)
 
 
 def _ref(text: str, limit: int = 64) -> str:

@@ -185,20 +185,32 @@ class PredictionStore:
 class _InsertPrediction(BatchOperation[StoreResult]):
     """``INSERT OR IGNORE`` of one prediction, its row prepared on the event loop."""
 
-    __slots__ = ("receipt", "row")
+    __slots__ = ("prediction", "receipt", "row")
 
     def __init__(self, record: PredictionRecord) -> None:
         self.receipt = record.receipt
+        self.prediction = record.prediction
+        try:
+            prediction_json: str | None = storage_json(record.prediction)
+        except RecursionError:
+            # nested too deep to encode this far down the loop's stack: the database
+            # thread encodes it (a fresh stack), as it encoded every row before
+            prediction_json = None
         self.row = (record.miner_hotkey, record.prediction_id, record.game_id, record.wager,
-                    record.wager_day, record.received_at_ns, storage_json(record.prediction),
+                    record.wager_day, record.received_at_ns, prediction_json,
                     record.signature, compact_json(record.receipt))
+
+    def _full_row(self) -> tuple[Any, ...]:
+        if self.row[6] is not None:
+            return self.row
+        return (*self.row[:6], json.dumps(self.prediction), *self.row[7:])
 
     @classmethod
     def run_many(cls, db: sqlite3.Connection,
                  ops: Sequence[_InsertPrediction]) -> list[StoreResult]:
         inserted = db.executemany(
             "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [op.row for op in ops]).rowcount
+            [op._full_row() for op in ops]).rowcount
         if inserted == len(ops):
             return [StoreResult(True, op.receipt) for op in ops]
         return [op._settle(db) for op in ops]  # some existed: which?
