@@ -54,7 +54,8 @@ def compact_json(obj: Any) -> str:
         except orjson.JSONEncodeError:
             pass
         else:
-            if text.isascii():  # then there was nothing for ensure_ascii to escape
+            # ensure_ascii escapes everything outside " "..."~": non-ASCII and DEL
+            if text.isascii() and b"\x7f" not in text:
                 return text.decode("ascii")
     return json.dumps(obj, separators=(",", ":"))
 

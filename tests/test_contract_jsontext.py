@@ -139,3 +139,7 @@ def test_storage_json_reads_back_to_the_same_value(obj):
                                  {1: "int key"}, {"a": "\ud800"}, 1e-07, "x"])
 def test_storage_json_falls_back_to_json_for_what_orjson_writes_differently(obj):
     assert storage_json(obj) == json.dumps(obj) or same(json.loads(storage_json(obj)), obj)
+
+
+def test_compact_json_escapes_del_as_json_does():
+    assert compact_json({"\x7f": "a\x7f"}) == '{"\\u007f":"a\\u007f"}'
