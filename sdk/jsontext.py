@@ -1,12 +1,14 @@
 """JSON text written by orjson where it is byte for byte what ``json.dumps`` writes.
 
-The canonical bytes of a receipt (PROTOCOL.md §5) and the compact text of a
-confirmation are defined as ``json.dumps`` output. orjson writes the same bytes for a
-flat dict of strings, ints, bools and None (same escapes, keys sorted by code point
-with ``OPT_SORT_KEYS``) about ten times faster, but not for floats (``1e-7`` where
-Python writes ``1e-07``), nor ints beyond 64 bits or lone surrogates (it refuses
-them). So these functions take orjson only for such dicts and ``json`` otherwise;
-``tests/test_contract_jsontext.py`` compares both on random and hostile input.
+Canonical bytes (PROTOCOL.md §5: of a receipt, of a prediction) and the compact text
+of a confirmation are defined as ``json.dumps`` output. orjson writes the same bytes
+for a flat dict of strings, ints, bools, None and floats of magnitude 1e-4 to 1e16 or
+zero (same escapes, keys sorted by code point with ``OPT_SORT_KEYS``, floats as the
+shortest repr that round-trips, as Python's ``repr``) about ten times faster. Outside
+that band it writes floats differently (``0.00001`` where Python writes ``1e-05``),
+and it refuses ints beyond 64 bits and lone surrogates. So these functions take
+orjson only for such dicts and ``json`` otherwise; ``tests/test_contract_jsontext.py``
+compares both on random and hostile input.
 """
 
 from __future__ import annotations
@@ -17,18 +19,27 @@ from typing import Any
 
 import orjson
 
-__all__ = ["canonical_json", "compact_json", "flat_text_and_ints", "storage_json"]
+__all__ = ["canonical_json", "compact_json", "orjson_writes_as_json", "storage_json"]
 
 _EXACT_TYPES = frozenset({str, int, bool, type(None)})
 
 
-def flat_text_and_ints(obj: Any) -> bool:
-    """A dict with string keys whose values are strings, ints, bools or None (exact
-    types: an IntEnum or a str subclass is left to json)."""
+def orjson_writes_as_json(obj: Any) -> bool:
+    """A dict with string keys whose values are strings, ints, bools, None or floats
+    that orjson writes as Python does (exact types: an IntEnum or a str subclass is
+    left to json)."""
     if type(obj) is not dict:
         return False
     for key, value in obj.items():
-        if type(key) is not str or type(value) not in _EXACT_TYPES:
+        if type(key) is not str:
+            return False
+        kind = type(value)
+        if kind is float:
+            # NaN fails both tests; Python's repr uses exponents below 1e-4 (and from
+            # 1e16, where orjson agrees, but the band is kept to what was checked)
+            if not (1e-4 <= abs(value) < 1e16 or value == 0.0):
+                return False
+        elif kind not in _EXACT_TYPES:
             return False
     return True
 
@@ -36,7 +47,7 @@ def flat_text_and_ints(obj: Any) -> bool:
 def canonical_json(obj: Any) -> bytes:
     """``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
     allow_nan=False).encode("utf-8")``, with the same errors."""
-    if flat_text_and_ints(obj):
+    if orjson_writes_as_json(obj):
         try:
             return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:
@@ -48,7 +59,7 @@ def canonical_json(obj: Any) -> bytes:
 def compact_json(obj: Any) -> str:
     """``json.dumps(obj, separators=(",", ":"))`` (insertion order, non-ASCII escaped
     as ``\\uXXXX``)."""
-    if flat_text_and_ints(obj):
+    if orjson_writes_as_json(obj):
         try:
             text = orjson.dumps(obj)
         except orjson.JSONEncodeError:

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 
 from sdk.errors import ProtocolError
 from sdk.frames import load_json
-from sdk.jsontext import canonical_json, compact_json, flat_text_and_ints, storage_json
+from sdk.jsontext import canonical_json, compact_json, orjson_writes_as_json, storage_json
 
 FLAT_VALUES = st.one_of(st.text(), st.integers(), st.booleans(), st.none(),
-                        st.integers(min_value=2**63 - 5, max_value=2**66))
+                        st.integers(min_value=2**63 - 5, max_value=2**66), st.floats(),
+                        st.floats(min_value=1e-5, max_value=1e-3),
+                        st.floats(min_value=1e15, max_value=1e17))
 FLAT = st.dictionaries(st.text(), FLAT_VALUES, max_size=10)
 JSON_VALUES = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text()),
@@ -56,10 +58,18 @@ def test_compact_json_is_json_dumps_byte_for_byte(obj):
 
 
 @pytest.mark.parametrize(("obj", "flat"), [
-    ({"a": "x", "b": 1, "c": None, "d": False}, True), ({"a": 1.0}, False),
+    ({"a": "x", "b": 1, "c": None, "d": False}, True), ({"a": 1.0, "b": -0.0}, True),
+    ({"a": 1e-05}, False), ({"a": 1e16}, False), ({"a": float("nan")}, False),
     ({"a": [1]}, False), ({1: "a"}, False), ({"a": {"b": 1}}, False), ([1], False)])
 def test_only_flat_dicts_of_text_and_ints_take_the_fast_path(obj, flat):
-    assert flat_text_and_ints(obj) is flat
+    assert orjson_writes_as_json(obj) is flat
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_every_float_orjson_writes_is_written_as_pythons_repr(number):
+    if orjson_writes_as_json({"x": number}):
+        assert canonical_json({"x": number}) == reference_canonical({"x": number})
 
 
 def test_floats_keep_pythons_repr_in_canonical_bytes():
@@ -143,3 +153,36 @@ def test_storage_json_falls_back_to_json_for_what_orjson_writes_differently(obj)
 
 def test_compact_json_escapes_del_as_json_does():
     assert compact_json({"\x7f": "a\x7f"}) == '{"\\u007f":"a\\u007f"}'
+
+
+WORKED_PREDICTION = {
+    "prediction_id": "6f1c2b0e-8d4a-4f3e-9a51-2c7d9e0b4a17", "game_id": "example-laliga-002",
+    "miner_uid": 17, "prediction_date": "2030-08-16T18:30:00Z", "predicted_outcome": 0,
+    "predicted_odds": 2.4, "team_a": "Atlético Madrid", "team_b": "Sevilla", "wager": 25.0,
+    "team_a_odds": 2.4, "team_b_odds": 3.1, "tie_odds": 3.25, "model_name": "value-kelly",
+    "confidence_score": 0.62}
+BOB = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+ALICE = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+
+
+def test_protocol_worked_example_bytes_and_signatures_still_verify():
+    """PROTOCOL.md §5.4, now that orjson writes these bytes: same length, same hash,
+    and the published signatures verify."""
+    import hashlib
+
+    from sdk.signing import verify_prediction, verify_receipt
+
+    assert orjson_writes_as_json(WORKED_PREDICTION)  # the fast path is the one tested
+    data = canonical_json(WORKED_PREDICTION)
+    assert len(data) == 349
+    assert hashlib.sha256(data).hexdigest() == (
+        "97143ca53b6f6a7df96b72268fc2816db5c8a2ef9e8ec9acf1837408ee546d27")
+    assert verify_prediction(BOB, WORKED_PREDICTION, (
+        "0x004c634e1edf6c920f94c18ec213d2d191f75d02f933639d0ce82f778c24a11fa76cb3064a681b9e7"
+        "85265355ce65cd5219f0b51b530347d133d5437a46f5582"))
+    receipt = {"prediction_id": WORKED_PREDICTION["prediction_id"], "status": "accepted",
+               "code": "ok", "message": "accepted", "received_at_ns": 1913222400123456789,
+               "miner_hotkey": BOB, "validator_hotkey": ALICE,
+               "signature": "0x3a28bfbdb1851414ee7d0b5f16c9b793d87da078ca125b935216a62f0ab9b8"
+                            "5c377e7dabd656775409b83408f00900635035bd38856a2654f403cba7fc125c88"}
+    assert verify_receipt(receipt, ALICE)
