@@ -17,7 +17,7 @@ from typing import Any
 from sdk.codes import OK_CODE, ConfirmationStatus, ErrorCode
 from sdk.frames import Confirmation, PredictionFrame, encode_frame_data
 from sdk.jsontext import compact_json
-from sdk.signing import Signer, sign_receipt, verify_prediction
+from sdk.signing import Signer, sign_object, verify_prediction
 from sdk.validation import Rejection, Rules, check_prediction, wager_day
 
 from .clock import HubClock
@@ -85,7 +85,8 @@ class PredictionDesk:
             "miner_hotkey": miner_hotkey,
             "validator_hotkey": self.validator_hotkey,
         }
-        content["signature"] = sign_receipt(self.signer, content)
+        # sign_receipt without its copy of the dict minus "signature": there is none yet
+        content["signature"] = sign_object(self.signer, content)
         return content
 
     def rejection(self, miner_hotkey: str, prediction_id: str, code: str,
