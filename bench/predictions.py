@@ -13,6 +13,12 @@ validation against the game table and the daily wager ledger, durable insert,
 validator-signed receipt); the bare server echoes the frame back. The client does
 exactly the same work against both (it signs every prediction either way).
 
+``--miner-signature off`` sends predictions without ``signature`` (PROTOCOL.md allows it;
+the hub then verifies nothing), ``both`` runs a pass of each, the bare echo included
+(the client's work differs). The hub with its own store is checked against issue 11's
+targets: server CPU per prediction <= 140 µs signed / 90 µs unsigned, round trips >=
+0.15x the bare echo, p99 <= 10 ms.
+
 The hub runs with ``synchronous=FULL`` (its default) and ``NORMAL``, each on a
 fresh store. Wagers are tiny (0.001), so the default daily limit of 1000 per miner
 is never reached; the hub's per-hotkey message rate limit (50/s by default) is

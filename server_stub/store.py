@@ -8,6 +8,7 @@ the first row and hands back its receipt, which makes resends idempotent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -136,7 +137,7 @@ class PredictionStore:
 
     def record(self, record: PredictionRecord) -> asyncio.Future[StoreResult]:
         """Insert a prediction unless (hotkey, id) exists; resolves after the commit.
-        The predictions of one group commit are inserted by one ``executemany``."""
+        The predictions of one group commit are inserted by one statement."""
         return self._submit(_InsertPrediction(record))
 
     def receipt(self, miner_hotkey: str, prediction_id: str
@@ -182,6 +183,20 @@ class PredictionStore:
         return self._submit(op)
 
 
+_ROWS_PER_STATEMENT = 256  # 9 parameters a row; SQLite allows 32766 in a statement
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35)  # INSERT ... RETURNING
+
+
+@functools.lru_cache(maxsize=_ROWS_PER_STATEMENT)
+def _insert_rows(count: int) -> str:
+    """One ``INSERT OR IGNORE`` of ``count`` rows that returns the keys it inserted
+    (an ignored row returns nothing), so each prediction of a group commit learns
+    whether it was stored without a statement of its own."""
+    rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
+    return (f"INSERT OR IGNORE INTO predictions VALUES {rows}"
+            " RETURNING miner_hotkey, prediction_id")
+
+
 class _InsertPrediction(BatchOperation[StoreResult]):
     """``INSERT OR IGNORE`` of one prediction, its row prepared on the event loop."""
 
@@ -208,26 +223,39 @@ class _InsertPrediction(BatchOperation[StoreResult]):
     @classmethod
     def run_many(cls, db: sqlite3.Connection,
                  ops: Sequence[_InsertPrediction]) -> list[StoreResult]:
-        inserted = db.executemany(
-            "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [op._full_row() for op in ops]).rowcount
-        if inserted == len(ops):
+        if not _RETURNING:
+            return [op._insert_one(db) for op in ops]
+        inserted: set[tuple[str, str]] = set()
+        for start in range(0, len(ops), _ROWS_PER_STATEMENT):
+            chunk = ops[start:start + _ROWS_PER_STATEMENT]
+            params = [value for op in chunk for value in op._full_row()]
+            inserted.update(db.execute(_insert_rows(len(chunk)), params).fetchall())
+        if len(inserted) == len(ops):
             return [StoreResult(True, op.receipt) for op in ops]
-        return [op._settle(db) for op in ops]  # some existed: which?
+        results = []
+        for op in ops:  # some existed already, or one key came twice in this batch
+            key = (op.row[0], op.row[1])
+            if key in inserted:
+                inserted.discard(key)  # the first op of a key is the row VALUES inserted
+                results.append(StoreResult(True, op.receipt))
+            else:
+                results.append(StoreResult(False, op._stored_receipt(db)))
+        return results
 
-    def _settle(self, db: sqlite3.Connection) -> StoreResult:
-        """After an insert that may have been ignored: the row holds this op's receipt
-        (its received_at_ns and signature make it unique; an identical one would be the
-        same receipt anyway) or an older one."""
-        miner_hotkey, prediction_id = self.row[0], self.row[1]
-        row = db.execute(
-            "SELECT receipt FROM predictions WHERE miner_hotkey = ? AND prediction_id = ?",
-            (miner_hotkey, prediction_id)).fetchone()
-        if row is None or row[0] is None:  # the row that ignored the insert has no receipt
-            raise sqlite3.IntegrityError(f"prediction {prediction_id} exists without a receipt")
-        if row[0] == self.row[8]:
+    def _insert_one(self, db: sqlite3.Connection) -> StoreResult:
+        """For SQLite before 3.35 (no RETURNING): one statement, its row count."""
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self._full_row())
+        if cursor.rowcount == 1:
             return StoreResult(True, self.receipt)
-        return StoreResult(False, json.loads(row[0]))
+        return StoreResult(False, self._stored_receipt(db))
+
+    def _stored_receipt(self, db: sqlite3.Connection) -> dict[str, Any]:
+        original = _receipt(db, self.row[0], self.row[1])
+        if original is None:  # the row that ignored the insert has no receipt
+            raise sqlite3.IntegrityError(f"prediction {self.row[1]} exists without a receipt")
+        return original
 
 
 def _receipt(db: sqlite3.Connection, miner_hotkey: str, prediction_id: str

@@ -20,9 +20,13 @@ pytestmark = pytest.mark.slow
                           "RATIO fanout.p99_paced[32 miners, compress=on]",
                           "RATIO fanout.deflate_cost[hub, 32 miners]"]),
     ("bench.memory", [], ["RATIO memory.per_connection[200 miners, compress=off]"]),
-    ("bench.predictions", [], ["RATIO predictions.round_trips[10 miners, sync=FULL]",
-                               "RATIO predictions.round_trips[10 miners, sync=NORMAL]",
-                               "CHECK predictions.p99_ms[10 miners, sync=FULL]"]),
+    ("bench.predictions", ["--miner-signature", "both"], [
+        "RATIO predictions.round_trips[10 miners, sync=FULL]",
+        "RATIO predictions.round_trips[10 miners, sync=NORMAL]",
+        "CHECK predictions.p99_ms[10 miners, sync=FULL]",
+        "CHECK predictions.server_cpu_us[10 miners, sync=FULL]",
+        "RATIO predictions.round_trips[10 miners, sync=FULL, unsigned]",
+        "CHECK predictions.server_cpu_us[10 miners, sync=NORMAL, unsigned]"]),
     ("bench.predictions", ["--book", "both", "--sync", "full"], [
         "RATIO predictions.round_trips[10 miners, sync=FULL, book=bettensor]",
         "RATIO predictions.bettensor_vs_own[10 miners, sync=FULL]",

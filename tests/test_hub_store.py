@@ -7,6 +7,9 @@ import asyncio
 import json
 import sqlite3
 
+import pytest
+
+from server_stub import store as store_module
 from server_stub.store import PredictionRecord, PredictionStore
 
 
@@ -20,7 +23,15 @@ def record(pid: str, received_at_ns: int, hotkey: str = "miner") -> PredictionRe
                             signature=None, receipt=receipt)
 
 
-async def test_one_batch_with_new_resent_and_stored_predictions(tmp_path):
+@pytest.fixture(params=[True, False], ids=["returning", "sqlite-before-3.35"])
+def returning(request, monkeypatch):
+    """Both ways the store learns which rows it inserted: INSERT ... RETURNING, or one
+    statement per row (SQLite before 3.35)."""
+    monkeypatch.setattr(store_module, "_RETURNING", request.param)
+    return request.param
+
+
+async def test_one_batch_with_new_resent_and_stored_predictions(tmp_path, returning):
     store = await PredictionStore(tmp_path / "hub.sqlite3").open()
     first = await store.record(record("p-old", 1))
     assert first.stored
@@ -37,3 +48,14 @@ async def test_one_batch_with_new_resent_and_stored_predictions(tmp_path):
             " AND miner_hotkey = 'miner'").fetchone()
     assert json.loads(prediction) == {"prediction_id": "p-1", "wager": 1e-07}
     assert json.loads(receipt)["received_at_ns"] == 2
+
+
+async def test_a_byte_identical_resend_is_a_duplicate_in_one_batch_and_after(tmp_path,
+                                                                            returning):
+    store = await PredictionStore(tmp_path / "hub.sqlite3").open()
+    same = record("p-same", 7)
+    first, second = await asyncio.gather(store.record(same), store.record(same))
+    third = await store.record(same)
+    assert (first.stored, second.stored, third.stored) == (True, False, False)
+    assert second.receipt == third.receipt == same.receipt
+    await store.close()
