@@ -14,10 +14,9 @@ process must not be blocked for long. A lock that stays busy past ``busy_timeout
 is retried (``busy_retries`` times, with a growing pause) before the batch fails.
 
 An operation that is a :class:`BatchOperation` runs together with the operations of
-its class queued right after it (:meth:`BatchOperation.run_many`: e.g. one
-``executemany`` for a group commit of inserts instead of one Python call and one
-``execute`` each, which mattered because the database thread needs the GIL for every
-one of them while the event loop wants it too).
+its class queued right after it (:meth:`BatchOperation.run_many`: e.g. one statement
+for a group commit of inserts instead of one Python call and one ``execute`` each, all
+of which need the GIL the event loop wants too).
 """
 
 from __future__ import annotations
