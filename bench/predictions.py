@@ -13,6 +13,12 @@ validation against the game table and the daily wager ledger, durable insert,
 validator-signed receipt); the bare server echoes the frame back. The client does
 exactly the same work against both (it signs every prediction either way).
 
+``--miner-signature off`` sends predictions without ``signature`` (PROTOCOL.md allows it;
+the hub then verifies nothing), ``both`` runs a pass of each, the bare echo included
+(the client's work differs). The hub with its own store is checked against issue 11's
+targets: server CPU per prediction <= 140 µs signed / 90 µs unsigned, round trips >=
+0.15x the bare echo, p99 <= 10 ms.
+
 The hub runs with ``synchronous=FULL`` (its default) and ``NORMAL``, each on a
 fresh store. Wagers are tiny (0.001), so the default daily limit of 1000 per miner
 is never reached; the hub's per-hotkey message rate limit (50/s by default) is
@@ -90,7 +96,7 @@ class Failure(Exception):
 async def miner_loop(ws: aiohttp.ClientWebSocketResponse, key: Any,
                      templates: list[dict[str, Any]], *, offset: int, measure_from: float,
                      until: float, latencies: list[int], outcomes: dict[str, int],
-                     receipts: list[dict[str, Any]]) -> None:
+                     receipts: list[dict[str, Any]], signed: bool = True) -> None:
     from sdk.signing import sign_prediction
 
     count = offset
@@ -99,10 +105,10 @@ async def miner_loop(ws: aiohttp.ClientWebSocketResponse, key: Any,
         count += 1
         pid = str(uuid.uuid4())
         wire["prediction_id"] = pid
-        text = json.dumps({"type": "prediction",
-                           "data": {"prediction": wire,
-                                    "signature": sign_prediction(key, wire)}},
-                          separators=(",", ":"))
+        data: dict[str, Any] = {"prediction": wire}
+        if signed:  # PROTOCOL.md: the signature is optional; without it nothing is verified
+            data["signature"] = sign_prediction(key, wire)
+        text = json.dumps({"type": "prediction", "data": data}, separators=(",", ":"))
         sent = time.perf_counter_ns()
         await ws.send_str(text)
         while True:
@@ -140,7 +146,8 @@ async def _skip_until_snapshot(ws: aiohttp.ClientWebSocketResponse) -> None:
 
 async def run_one(server: common.ServerProcess, *, hub: bool, miners: int, seconds: float,
                   warmup: float, games: list[Any], post_games: bool = True,
-                  mark: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
+                  mark: Callable[[], Awaitable[None]] | None = None,
+                  signed: bool = True) -> dict[str, Any]:
     """One measured closed loop; ``mark`` is awaited when the measured window opens
     and again when the last miner is done (the validator-writer's count)."""
     keys = common.miner_keys(miners)
@@ -164,7 +171,7 @@ async def run_one(server: common.ServerProcess, *, hub: bool, miners: int, secon
             until = measure_from + seconds
             tasks = [asyncio.create_task(miner_loop(
                 ws, key, templates, offset=i, measure_from=measure_from, until=until,
-                latencies=latencies, outcomes=outcomes, receipts=receipts))
+                latencies=latencies, outcomes=outcomes, receipts=receipts, signed=signed))
                 for i, (ws, key) in enumerate(zip(sockets, keys, strict=True))]
             await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
             if mark is not None:
@@ -226,6 +233,7 @@ class Run:
     validator_db: Path | None = None
     writer: bool = False
     indexes: bool = False
+    signed: bool = True
 
 
 _CHOICES = {"off": [False], "on": [True], "both": [False, True]}
@@ -242,17 +250,39 @@ def bettensor_key(indexes: bool, writer: bool) -> str:
     return f"bettensor{'+indexes' if indexes else ''}{'+writer' if writer else ''}"
 
 
+def signature_modes(args: argparse.Namespace) -> list[bool]:
+    """Whether the miners sign their predictions, per pass (signed first)."""
+    return _CHOICES[args.miner_signature][::-1]
+
+
+def unsigned_suffix(signed: bool) -> str:
+    """Appended to results keys (and tags) of the runs whose miners do not sign."""
+    return "" if signed else ":unsigned"
+
+
 def plan(args: argparse.Namespace, syncs: list[str], games: list[Any],
          stores: contextlib.ExitStack) -> list[Run]:
     """The runs of this invocation, in order: bare, then per sync mode the hub with
     its own store and the hub beside a Bettensor validator (without, then with its
     indexes; each without, then with the validator-writer process), each on fresh
     files."""
-    runs = [Run("bare", common.ref_server("echo"))]
+    runs: list[Run] = []
+    for signed in signature_modes(args):
+        runs += _plan_pass(args, syncs, games, stores, signed)
+    return runs
+
+
+def _plan_pass(args: argparse.Namespace, syncs: list[str], games: list[Any],
+               stores: contextlib.ExitStack, signed: bool) -> list[Run]:
+    """The runs of one signature mode: the bare echo gets the same client work as the
+    hubs it is compared with (signing is most of the client's CPU)."""
+    tail = unsigned_suffix(signed)
+    runs = [Run(f"bare{tail}", common.ref_server("echo"), signed=signed)]
     for sync in syncs:
         if args.book in ("own", "both"):
             store = stores.enter_context(common.store_dir(args.store_dir))
-            runs.append(Run(f"hub:{sync}", common.hub_server(store, sync=sync), True, sync))
+            runs.append(Run(f"hub:{sync}{tail}", common.hub_server(store, sync=sync), True,
+                            sync, signed=signed))
         if args.book not in ("bettensor", "both"):
             continue
         for indexes, writer in bettensor_variants(args):
@@ -265,8 +295,8 @@ def plan(args: argparse.Namespace, syncs: list[str], games: list[Any],
                                           common.miner_keys(args.miners)])
             server = common.hub_server(store, sync=sync, bettensor_db=db, allowlist=allowlist,
                                        bettensor_indexes=indexes)
-            runs.append(Run(f"{bettensor_key(indexes, writer)}:{sync}", server, True, sync,
-                            db, writer, indexes))
+            runs.append(Run(f"{bettensor_key(indexes, writer)}:{sync}{tail}", server, True,
+                            sync, db, writer, indexes, signed))
     return runs
 
 
@@ -301,7 +331,8 @@ async def measure(args: argparse.Namespace, run: Run, games: list[Any]) -> dict[
         result = await run_one(run.server, hub=run.hub, miners=args.miners,
                                seconds=args.seconds, warmup=args.warmup, games=games,
                                post_games=run.validator_db is None,
-                               mark=mark if writer is not None else None)
+                               mark=mark if writer is not None else None,
+                               signed=run.signed)
     finally:
         if writer is not None:
             await writer.stop()
@@ -365,34 +396,63 @@ def bettensor_book(args: argparse.Namespace, indexes: bool,
     return title, tail
 
 
+# Issue 11's targets for the hub with its own store, durable commit and signed receipt.
+CPU_US_TARGET = {True: 140.0, False: 90.0}
+"""Server CPU per prediction (µs), with and without the miner's signature to verify."""
+ROUND_TRIPS_TARGET = 0.15
+"""Predictions/s as a fraction of the bare echo's round trips/s (same client work)."""
+P99_MS_TARGET = 10.0
+"""Latency p99 at 50 miners in lock-step (window one)."""
+BETTENSOR_TARGETS = (0.1, 25.0)
+"""(round trips / bare, p99 ms) for the hub beside a Bettensor validator: the targets
+of its own issue (two databases and two commits per prediction), not issue 11's."""
+
+
 def report(args: argparse.Namespace, results: dict[str, dict[str, Any]],
            syncs: list[str]) -> None:
-    bare = results["bare"]
+    for signed in signature_modes(args):
+        _report_pass(args, results, syncs, signed)
+
+
+def _report_pass(args: argparse.Namespace, results: dict[str, dict[str, Any]],
+                 syncs: list[str], signed: bool) -> None:
+    key_tail = unsigned_suffix(signed)
+    tag_tail = "" if signed else ", unsigned"
+    bare = results[f"bare{key_tail}"]
     for sync in syncs:
-        own = results.get(f"hub:{sync}")
+        own = results.get(f"hub:{sync}{key_tail}")
         if own is not None:
             _report_hub(args, bare, own, sync, "own store",
-                        f"[{args.miners} miners, sync={sync}]")
+                        f"[{args.miners} miners, sync={sync}{tag_tail}]", signed)
+            cpu_us = own["server_cpu_us_per_rt"]
+            met = common.verdict(cpu_us, CPU_US_TARGET[signed], higher_is_better=False)
+            common.print_verdict(
+                f"CHECK predictions.server_cpu_us[{args.miners} miners, sync={sync}{tag_tail}]"
+                f" = {common.fmt(cpu_us)} ({met}; bare echo "
+                f"{common.fmt(bare['server_cpu_us_per_rt'])})")
         for indexes, writer in bettensor_variants(args):
-            bettensor = results.get(f"{bettensor_key(indexes, writer)}:{sync}")
+            bettensor = results.get(f"{bettensor_key(indexes, writer)}:{sync}{key_tail}")
             if bettensor is None:
                 continue
             title, tail = bettensor_book(args, indexes, writer)
             _report_hub(args, bare, bettensor, sync, title,
-                        f"[{args.miners} miners, sync={sync}{tail}]")
+                        f"[{args.miners} miners, sync={sync}{tail}{tag_tail}]", signed,
+                        targets=BETTENSOR_TARGETS)
         for indexes, writer in bettensor_variants(args):
-            bettensor = results.get(f"{bettensor_key(indexes, writer)}:{sync}")
+            bettensor = results.get(f"{bettensor_key(indexes, writer)}:{sync}{key_tail}")
             if bettensor is not None:
-                _report_bettensor(args, own, bettensor, sync,
-                                  bettensor_book(args, indexes, writer))
+                title, tail = bettensor_book(args, indexes, writer)
+                _report_bettensor(args, own, bettensor, sync, (title, tail + tag_tail))
 
 
 def _report_hub(args: argparse.Namespace, bare: dict[str, Any], hub: dict[str, Any],
-                sync: str, title: str, tag: str) -> None:
+                sync: str, title: str, tag: str, signed: bool = True,
+                targets: tuple[float, float] = (ROUND_TRIPS_TARGET, P99_MS_TARGET)) -> None:
     """The hub against the bare echo: table, answers, warnings, RATIO and CHECK."""
+    round_trips_target, p99_target = targets
     common.print_table(
         f"predictions: {args.miners} miners x {args.seconds:g} s, window 1, "
-        f"hub {title}, synchronous={sync}",
+        f"hub {title}, synchronous={sync}, miners {'sign' if signed else 'do not sign'}",
         [(name, bare[key], hub[key], better) for name, key, better in _ROWS],
         columns=("bare echo", f"hub {sync}"))
     print(f"hub answers: {hub['outcomes']}; receipts verified "
@@ -408,10 +468,10 @@ def _report_hub(args: argparse.Namespace, bare: dict[str, Any], hub: dict[str, A
         print(f"WARNING hub {title} {sync}: not every prediction was accepted: {rejected}")
     common.print_ratio(f"predictions.round_trips{tag}",
                        common.ratio(hub["round_trips_per_s"], bare["round_trips_per_s"]),
-                       0.1, higher_is_better=True)
+                       round_trips_target, higher_is_better=True)
     common.print_verdict(
         f"CHECK predictions.p99_ms{tag} = {common.fmt(hub['p99_ms'])} "
-        f"({common.verdict(hub['p99_ms'], 25.0, higher_is_better=False)}; "
+        f"({common.verdict(hub['p99_ms'], p99_target, higher_is_better=False)}; "
         f"bare echo p99 {common.fmt(bare['p99_ms'])} ms)")
 
 
@@ -488,6 +548,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--history-rows", type=int, default=0,
                         help="predictions (other UIDs, last 45 days) the validator "
                              "database holds before the run")
+    parser.add_argument("--miner-signature", choices=["off", "on", "both"], default="on",
+                        help="whether miners sign their predictions (off: no 'signature', "
+                             "the hub verifies nothing; both: a pass of each, bare echo "
+                             "included)")
     parser.add_argument("--quick", action="store_true", help="small run: 10 miners x 1.5 s")
     parser.add_argument("--store-dir", help="where the hub's SQLite files go")
     parser.add_argument("--json", help="also write the results to this file")

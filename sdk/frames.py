@@ -5,6 +5,9 @@ Each frame type is a pydantic model whose fields are exactly the wire fields of
 ``data``; :func:`encode_frame` and :func:`parse_frame` convert between the two.
 :func:`parse_frame` raises nothing but :class:`~sdk.errors.ProtocolError`,
 whatever bytes it is given: the hub calls it on untrusted input.
+
+Text is decoded with orjson (:func:`load_json`), with ``json.loads`` deciding whatever
+orjson refuses, so what parses and to which values is ``json.loads``'s.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import uuid
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .codes import PROTOCOL_VERSION, ConfirmationStatus, ErrorCode
@@ -185,9 +189,44 @@ def encode_frame_data(frame_type: str, data_json: str) -> str:
     return f'{{"type":"{frame_type}","data":{data_json}}}'
 
 
+_INT64 = float(2**63)
+_MAX_FAST_DEPTH = 200
+"""Nesting past this is decoded by ``json.loads`` too: its limit (the interpreter's
+recursion limit, so it depends on the caller's stack) is not orjson's (1024)."""
+
+
+def _json_would_differ(node: Any, depth: int = 0) -> bool:
+    """Whether ``json.loads`` might decode what orjson decoded to ``node`` otherwise: a
+    float of magnitude >= 2**63 (orjson's reading of an integer beyond 64 bits, which
+    json keeps exact) or nesting deep enough to approach json's recursion limit."""
+    if depth > _MAX_FAST_DEPTH:
+        return True
+    values = node.values() if type(node) is dict else node
+    for value in values:
+        kind = type(value)
+        if kind is float:
+            if value >= _INT64 or value <= -_INT64:
+                return True
+        elif (kind is dict or kind is list) and _json_would_differ(value, depth + 1):
+            return True
+    return False
+
+
 def load_json(text: str | bytes) -> Any:
     """``json.loads`` that reports every failure (bad UTF-8, nesting bombs, huge
-    integers) as a ProtocolError."""
+    integers) as a ProtocolError.
+
+    orjson decodes first (about 3x faster); whatever it refuses (NaN and Infinity,
+    numbers out of range, lone surrogates, its own nesting limit) is decoded again by
+    ``json.loads``, so what is accepted and the value it decodes to are exactly
+    ``json.loads``'s."""
+    if type(text) is str:
+        try:
+            value = orjson.loads(text)
+            if not _json_would_differ((value,)):
+                return value
+        except orjson.JSONDecodeError:
+            pass  # json.loads decides, with its own error message
     try:
         return json.loads(text)
     except (ValueError, RecursionError, TypeError) as exc:
@@ -253,12 +292,9 @@ def _parse_prediction(data: dict[str, Any]) -> PredictionFrame:
         raise ProtocolError("prediction.prediction_id is required (a UUID string)",
                             code=ErrorCode.INVALID_PREDICTION, ref=PredictionFrame.TYPE)
     try:
-        ref = str(uuid.UUID(raw["prediction_id"]))  # the form confirmations carry
-    except ValueError:
-        ref = _ref(raw["prediction_id"])
-    try:
         frame = PredictionFrame.model_validate(data)
     except ValidationError as exc:
+        ref = _prediction_ref(raw["prediction_id"])
         code = ErrorCode.INVALID_PREDICTION
         errors = exc.errors(include_url=False, include_input=False)
         loc = errors[0]["loc"] if errors else ()
@@ -270,9 +306,19 @@ def _parse_prediction(data: dict[str, Any]) -> PredictionFrame:
                             ref=ref) from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise ProtocolError(f"invalid prediction: {_short(exc)}",
-                            code=ErrorCode.INVALID_PREDICTION, ref=ref) from None
+                            code=ErrorCode.INVALID_PREDICTION,
+                            ref=_prediction_ref(raw["prediction_id"])) from None
     frame._raw_prediction = raw
     return frame
+
+
+def _prediction_ref(prediction_id: str) -> str:
+    """The id a rejection names: normalised as confirmations carry it when it is a UUID
+    (only computed for a rejection: the model normalises an accepted one)."""
+    try:
+        return str(uuid.UUID(prediction_id))
+    except ValueError:
+        return _ref(prediction_id)
 
 
 def _ref(text: str, limit: int = 64) -> str:

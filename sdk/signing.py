@@ -12,7 +12,6 @@ sends and the verifier checks what it received.
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import Any
 
@@ -22,6 +21,7 @@ from bittensor.keyfiles import Keypair
 from bittensor.signing import WalletLike
 
 from .errors import SigningError
+from .jsontext import canonical_json
 
 __all__ = [
     "Signer",
@@ -44,8 +44,7 @@ __all__ = [
 
 def canonical_bytes(obj: Any) -> bytes:
     """The bytes that are signed for ``obj`` (a JSON-compatible dict)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return canonical_json(obj)
 
 
 def hotkey_signer(wallet: WalletLike) -> Signer:

@@ -12,6 +12,11 @@ call on the database thread, never across an ``await``; how long each batch held
 is measured (:attr:`GroupCommitDB.lock_hold`), because a database shared with another
 process must not be blocked for long. A lock that stays busy past ``busy_timeout_ms``
 is retried (``busy_retries`` times, with a growing pause) before the batch fails.
+
+An operation that is a :class:`BatchOperation` runs together with the operations of
+its class queued right after it (:meth:`BatchOperation.run_many`: e.g. one statement
+for a group commit of inserts instead of one Python call and one ``execute`` each, all
+of which need the GIL the event loop wants too).
 """
 
 from __future__ import annotations
@@ -19,16 +24,33 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 R = TypeVar("R")
 Operation = Callable[[sqlite3.Connection], R]
 
 MEMORY = ":memory:"
+
+
+class BatchOperation(Generic[R]):
+    """An operation run with its neighbours of the same class in one call.
+
+    Subclasses implement :meth:`run_many`: the results of ``ops`` in order, on the
+    database thread, inside the batch's transaction. Called alone (the savepoint replay
+    of a failed batch) it runs as a batch of one, so a failing one fails alone."""
+
+    __slots__ = ()
+
+    def __call__(self, db: sqlite3.Connection) -> R:
+        return type(self).run_many(db, [self])[0]
+
+    @classmethod
+    def run_many(cls, db: sqlite3.Connection, ops: Sequence[Any]) -> list[R]:
+        raise NotImplementedError
 
 
 class DatabaseClosed(RuntimeError):
@@ -202,7 +224,7 @@ class GroupCommitDB:
         assert db is not None
         locked_at = self._begin(db)
         try:
-            results: list[tuple[bool, Any]] = [(True, op(db)) for op in ops]
+            results = _run_grouped(db, ops)
         except (sqlite3.Error, ValueError, TypeError):
             db.execute("ROLLBACK")
             self.lock_hold.add(time.perf_counter() - locked_at)
@@ -271,3 +293,27 @@ class GroupCommitDB:
             raise
         finally:
             self.lock_hold.add(time.perf_counter() - locked_at)
+
+
+def _run_grouped(db: sqlite3.Connection, ops: list[Operation[Any]]) -> list[tuple[bool, Any]]:
+    """Every op's result in order; consecutive :class:`BatchOperation` s of one class
+    run in one :meth:`~BatchOperation.run_many`."""
+    results: list[tuple[bool, Any]] = []
+    start, count = 0, len(ops)
+    while start < count:
+        kind = type(ops[start])
+        if not issubclass(kind, BatchOperation):
+            results.append((True, ops[start](db)))
+            start += 1
+            continue
+        end = start + 1
+        while end < count and type(ops[end]) is kind:
+            end += 1
+        group = ops[start:end]
+        values = kind.run_many(db, group)
+        if len(values) != len(group):
+            raise RuntimeError(f"{kind.__name__}.run_many returned {len(values)} results "
+                               f"for {len(group)} operations")
+        results.extend((True, value) for value in values)
+        start = end
+    return results

@@ -10,14 +10,14 @@ path awaits it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from sdk.codes import OK_CODE, ConfirmationStatus, ErrorCode
 from sdk.frames import Confirmation, PredictionFrame, encode_frame_data
-from sdk.signing import Signer, sign_receipt, verify_prediction
+from sdk.jsontext import compact_json
+from sdk.signing import Signer, sign_object, verify_prediction
 from sdk.validation import Rejection, Rules, check_prediction, wager_day
 
 from .clock import HubClock
@@ -85,7 +85,8 @@ class PredictionDesk:
             "miner_hotkey": miner_hotkey,
             "validator_hotkey": self.validator_hotkey,
         }
-        content["signature"] = sign_receipt(self.signer, content)
+        # sign_receipt without its copy of the dict minus "signature": there is none yet
+        content["signature"] = sign_object(self.signer, content)
         return content
 
     def rejection(self, miner_hotkey: str, prediction_id: str, code: str,
@@ -197,4 +198,5 @@ def _signature_verifies(miner_hotkey: str, frame: PredictionFrame) -> bool:
 def confirmation_frame(data: dict[str, Any]) -> str:
     """Wire text of a confirmation from its signed data dict, byte-faithful to what
     was signed (no round trip through a model)."""
-    return encode_frame_data(Confirmation.TYPE, json.dumps(data, separators=(",", ":")))
+    return encode_frame_data(Confirmation.TYPE, compact_json(data))
+

@@ -23,9 +23,13 @@ pytestmark = pytest.mark.slow
     ("bench.client", [], ["RATIO client.cpu_per_update[10 clients]",
                           "RATIO client.memory_per_connection[10 clients]",
                           "CHECK client.sdk_kib_per_connection[10 clients]"]),
-    ("bench.predictions", [], ["RATIO predictions.round_trips[10 miners, sync=FULL]",
-                               "RATIO predictions.round_trips[10 miners, sync=NORMAL]",
-                               "CHECK predictions.p99_ms[10 miners, sync=FULL]"]),
+    ("bench.predictions", ["--miner-signature", "both"], [
+        "RATIO predictions.round_trips[10 miners, sync=FULL]",
+        "RATIO predictions.round_trips[10 miners, sync=NORMAL]",
+        "CHECK predictions.p99_ms[10 miners, sync=FULL]",
+        "CHECK predictions.server_cpu_us[10 miners, sync=FULL]",
+        "RATIO predictions.round_trips[10 miners, sync=FULL, unsigned]",
+        "CHECK predictions.server_cpu_us[10 miners, sync=NORMAL, unsigned]"]),
     ("bench.predictions", ["--book", "both", "--sync", "full"], [
         "RATIO predictions.round_trips[10 miners, sync=FULL, book=bettensor]",
         "RATIO predictions.bettensor_vs_own[10 miners, sync=FULL]",
