@@ -98,8 +98,14 @@ class PredictionFrame(Frame):
     @property
     def raw_prediction(self) -> dict[str, Any]:
         """The prediction exactly as received: the signature covers these values."""
-        if self._raw_prediction is not None:
-            return self._raw_prediction
+        # Read from pydantic's private dict: ``self._raw_prediction`` goes through
+        # BaseModel.__getattr__ (~2.6 us), and the hub reads this once or twice per
+        # prediction (bench/README.md, "Predictions: a lean hot path").
+        private = self.__pydantic_private__
+        raw: dict[str, Any] | None = (None if private is None
+                                       else private.get("_raw_prediction"))
+        if raw is not None:
+            return raw
         return self.prediction.wire()
 
     def __eq__(self, other: object) -> bool:
