@@ -23,7 +23,10 @@ from bench import client, common, fanout, memory, predictions
 FULL = [
     ("fanout-1000", fanout.main, ["--miners", "1000", "--updates", "50"]),
     ("fanout-256", fanout.main, ["--miners", "256", "--updates", "50"]),
-    ("memory-1000", memory.main, ["--miners", "1000"]),
+    ("memory-1000", memory.main, ["--miners", "1000", "--compress", "both"]),
+    # issue 11's targets: CPU per prediction with and without the miners' signatures
+    ("predictions-lean", predictions.main, ["--miners", "50", "--seconds", "10", "--sync",
+                                            "full", "--miner-signature", "both"]),
     ("predictions-50", predictions.main, ["--miners", "50", "--seconds", "10",
                                           "--book", "both"]),
     ("client-100", client.main, ["--clients", "100", "--updates", "500", "--rounds", "3"]),
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     for name, run, bench_args in FULL:
         if args.quick:
-            if name.endswith("-256"):
+            if name.endswith("-256") or name == "predictions-lean":
                 continue
             bench_args = QUICK.get(name, ["--quick"])
         elif run is fanout.main:
