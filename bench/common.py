@@ -138,11 +138,14 @@ async def gc_pauses(session: aiohttp.ClientSession, port: int, *,
 # -- server subprocesses ----------------------------------------------------------------
 
 
+@lru_cache(maxsize=1)
 def core_split() -> tuple[set[int], set[int]] | None:
     """(server cores, load-generator cores): the server on the last core this process
     may use, everything else for the load generator, so the two never share a core and
     the server's CPU figures are not those of a process fighting its own clients.
-    None with fewer than two usable cores, or when ``BENCH_NO_PIN`` is set."""
+    None with fewer than two usable cores, or when ``BENCH_NO_PIN`` is set. Decided
+    once per process, before this process pins itself (``bench.run_all`` runs every
+    benchmark in one process: asked again, it would see one core and pin nothing)."""
     if os.environ.get("BENCH_NO_PIN") or not hasattr(os, "sched_setaffinity"):
         return None
     cores = sorted(os.sched_getaffinity(0))
@@ -154,7 +157,7 @@ def core_split() -> tuple[set[int], set[int]] | None:
 def pin_load_generator() -> None:
     """Keep this (the load generator's) process off the server's core (see core_split)."""
     split = core_split()
-    if split is not None:
+    if split is not None and os.sched_getaffinity(0) != split[1]:
         os.sched_setaffinity(0, split[1])
 
 
