@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,20 @@ async def test_bt_miner_run_serves_metrics_that_match_its_outbox(start_hub: Any,
         assert [await outbox.wagered(validator, day, miner) for day in days] == [12.0]
     finally:
         await outbox.close()
+
+
+def test_a_metrics_port_in_use_exits_2_before_predicting(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agents.cli import app
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(app, ["run", "--dev", "--duration", "1",
+                                          "--outbox-dir", str(tmp_path),
+                                          "--metrics-port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.output
+    assert "summary" not in result.stdout
