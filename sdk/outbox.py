@@ -436,6 +436,22 @@ class Outbox:
 
         return await self._db.submit(op)
 
+    async def settled_totals(self, validator_hotkey: str, miner_hotkey: str | None = None
+                             ) -> tuple[int, float, float]:
+        """``(count, stakes, payout)`` of the settled predictions with this validator (by
+        ``miner_hotkey`` when given): one SUM in SQLite, so a metrics scrape does not
+        read every row of a long-lived outbox."""
+        scope, args = _scope(None, miner_hotkey)
+
+        def op(db: sqlite3.Connection) -> tuple[int, float, float]:
+            row = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(wager), 0), COALESCE(SUM(payout), 0)"
+                " FROM outbox WHERE validator_hotkey = ? AND outcome IS NOT NULL"
+                f" AND payout IS NOT NULL{scope}", (validator_hotkey, *args)).fetchone()
+            return int(row[0]), float(row[1]), float(row[2])
+
+        return await self._db.submit(op)
+
     async def _select(self, where: str, args: tuple[Any, ...]) -> list[OutboxEntry]:
         def op(db: sqlite3.Connection) -> list[OutboxEntry]:
             rows = db.execute(

@@ -203,6 +203,13 @@ def run(
     stats_interval: Annotated[float, typer.Option(
         "--stats-interval", metavar="SECONDS", min=0,
         help="Log the prediction counters this often (0: never).")] = 60.0,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=0, max=65535, metavar="PORT",
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port, "
+             "logged) [default: no metrics].")] = None,
+    metrics_host: Annotated[str, typer.Option(
+        "--metrics-host", metavar="HOST",
+        help="Address for --metrics-port (0.0.0.0: every interface).")] = "127.0.0.1",
 ) -> None:
     """Run an agent against one or many validators until SIGINT/SIGTERM (or --duration).
 
@@ -222,7 +229,8 @@ def run(
                         min_stake=min_stake,
                         wallet=_wallet(wallet_name, wallet_hotkey, wallet_path),
                         outbox_dir=outbox_dir, daily_budget=daily_budget, dev=dev,
-                        dev_port=dev_port, duration=duration, stats_interval=stats_interval)
+                        dev_port=dev_port, duration=duration, stats_interval=stats_interval,
+                        metrics_port=metrics_port, metrics_host=metrics_host)
         return await run_miner(cfg, _console())
 
     _execute(go)

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,9 @@ class RunConfig:
     stats_interval: float = 60.0
     discovery_timeout: float = 60.0
     metagraph_fetch: MetagraphFetch | None = None
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (0: any free one; None: no metrics)."""
+    metrics_host: str = "127.0.0.1"
 
 
 async def resolve_validators(cfg: RunConfig, miner_hotkey: str) -> list[ValidatorEndpoint]:
@@ -239,6 +243,7 @@ async def _serve(cfg: RunConfig, console: Console, agent: Any,
         raise CliError(str(exc), EXIT_USAGE) from None
     started_ns = time.time_ns()
     started = time.monotonic()
+    metrics = await _open_metrics(cfg, conns, runner, started)
     view = _LiveView()
     helpers: list[asyncio.Task[Any]] = []
     if cfg.live:
@@ -266,6 +271,8 @@ async def _serve(cfg: RunConfig, console: Console, agent: Any,
             await until_stopped(asyncio.shield(run_task), stop, timeout=cfg.duration)
             await _stop_runner(runner, run_task)
     finally:
+        if metrics is not None:
+            await metrics.aclose()
         remove_signals()
         for task in helpers:
             task.cancel()
@@ -302,6 +309,28 @@ async def _serve(cfg: RunConfig, console: Console, agent: Any,
             log.error("%s", line)
         raise CliError(lines[-1], code)
     return EXIT_OK
+
+
+async def _open_metrics(cfg: RunConfig, conns: list[ValidatorConnection],
+                        runner: AgentRunner, started: float) -> contextlib.AsyncExitStack | None:
+    """Start serving ``/metrics`` when asked (closed by the caller); a port that cannot
+    be bound is a configuration error, reported before anything is predicted."""
+    if cfg.metrics_port is None:
+        return None
+    from agents.metrics import MinerReading, read_miner, serve_metrics
+
+    def read() -> Awaitable[MinerReading]:
+        return read_miner(conns, runner, daily_budget=cfg.daily_budget, started=started)
+
+    stack = contextlib.AsyncExitStack()
+    try:
+        url = await stack.enter_async_context(
+            serve_metrics(read, cfg.metrics_host, cfg.metrics_port))
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {cfg.metrics_host}:{cfg.metrics_port}: "
+                       f"{exc.strerror or exc}", EXIT_USAGE) from None
+    log.info("metrics: %s", url)
+    return stack
 
 
 async def _stop_runner(runner: AgentRunner, run_task: asyncio.Task[Any]) -> None:
