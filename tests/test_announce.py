@@ -4,6 +4,7 @@ discovery preferring the announced URL over the axon."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,3 +246,14 @@ def test_netuid_is_required() -> None:
                       "--validator-uri", "//Alice")
     assert result.exit_code == 2
     assert "--netuid" in result.output
+
+
+def test_the_real_committer_against_an_unreachable_chain_exits_1() -> None:
+    with socket.socket() as sock:  # a port on 127.0.0.1 that refuses connections
+        sock.bind(("127.0.0.1", 0))
+        network = f"ws://127.0.0.1:{sock.getsockname()[1]}"
+    result = CliRunner().invoke(app, ["announce", "--url", "wss://hub.example.org/ws",
+                                      "--netuid", "30", "--network", network,
+                                      "--validator-uri", "//Alice"])
+    assert result.exit_code == 1, result.output
+    assert f"error: cannot write the commitment on netuid 30 of {network!r}" in result.output
