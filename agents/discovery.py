@@ -1,14 +1,17 @@
 """Finding the validators to connect to from a subnet's metagraph.
 
 A validator a miner should connect to is a neuron that holds a **validator permit**
-and **serves an axon** (``"ip:port"``; the hub listens on that port), optionally
-with at least ``min_stake`` total stake. Selection is pure
-(:func:`validators_from_metagraph`); fetching the metagraph is a separate, injectable
-step (:func:`sdk.metagraph.fetch_neurons`, the real ``bittensor`` path, is the default)::
+and has a hub address, optionally with at least ``min_stake`` total stake. The hub
+address is the URL the validator **announced in its chain commitment**
+(``bt-ws=wss://...``, :mod:`sdk.announce`) when there is a valid one: it can carry a
+host name, TLS and any port. Otherwise it is the **served axon** (``"ip:port"``; the
+hub then listens on that port). Selection is pure (:func:`validators_from_metagraph`);
+fetching the metagraph is a separate, injectable step (the default reads it with the
+commitments through :func:`sdk.metagraph.fetch_neurons`, the real ``bittensor`` path)::
 
     found = await discover_validators(30, "finney", min_stake=1000)
     for validator in found:
-        print(validator.hotkey, validator.url)      # ws://203.0.113.7:8091
+        print(validator.hotkey, validator.url)      # wss://hub.example.org/ws
 """
 
 from __future__ import annotations
@@ -17,7 +20,15 @@ import ipaddress
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple
 
-from sdk.metagraph import MetagraphError, SubnetNotFound, fetch_neurons, stake_of
+from sdk.announce import announced_url
+from sdk.metagraph import (
+    MetagraphError,
+    NeuronRow,
+    SubnetNotFound,
+    commitment_text,
+    fetch_neurons,
+    stake_of,
+)
 
 __all__ = [
     "DiscoveryError",
@@ -26,6 +37,7 @@ __all__ = [
     "ValidatorEndpoint",
     "axon_url",
     "discover_validators",
+    "fetch_with_commitments",
     "validators_from_metagraph",
 ]
 
@@ -33,7 +45,9 @@ MetagraphFetch = Callable[[int, str], Awaitable[Any]]
 """``await fetch(netuid, network)``: a metagraph (an object with ``neurons``, or an
 iterable of neurons such as the rows of :func:`sdk.metagraph.fetch_neurons`); each
 neuron has ``hotkey``, ``validator_permit``, ``axon`` (``"ip:port"`` or None) and
-``total_stake`` (a number or a bittensor ``Balance``)."""
+``total_stake`` (a number or a bittensor ``Balance``), and may have ``uid`` and
+``commitment`` (a bittensor ``NeuronCommitment``, its text, or None); a metagraph's
+``commitments`` (uid -> commitment) is read for neurons without their own."""
 
 
 DiscoveryError = MetagraphError
@@ -85,30 +99,45 @@ def axon_url(axon: str | None, scheme: str = "ws") -> str | None:
     return f"{scheme}://{address.compressed}:{port}"
 
 
+def _commitment_of(neuron: Any, uid: Any, commitments: Any) -> str | None:
+    text = commitment_text(getattr(neuron, "commitment", None))
+    if text is None and isinstance(uid, int) and hasattr(commitments, "get"):
+        text = commitment_text(commitments.get(uid))
+    return text
+
+
 def validators_from_metagraph(metagraph: Any, *, min_stake: float = 0.0,
                               exclude: Iterable[str] = (), scheme: str = "ws",
                               ) -> list[ValidatorEndpoint]:
-    """The validators of ``metagraph`` worth connecting to: a validator permit, a
-    served axon, total stake >= ``min_stake``, hotkey not in ``exclude`` (e.g. the
-    miner's own). Largest stake first; one entry per hotkey."""
+    """The validators of ``metagraph`` worth connecting to: a validator permit, a hub
+    address (the URL announced in the commitment, else the served axon), total stake
+    >= ``min_stake``, hotkey not in ``exclude`` (e.g. the miner's own). Largest stake
+    first; one entry per hotkey."""
     neurons = getattr(metagraph, "neurons", metagraph)
+    commitments = getattr(metagraph, "commitments", None)
     excluded = set(exclude)
     found: dict[str, ValidatorEndpoint] = {}
     for neuron in neurons or ():
         hotkey = getattr(neuron, "hotkey", None)
         if not hotkey or hotkey in excluded or not getattr(neuron, "validator_permit", False):
             continue
-        url = axon_url(getattr(neuron, "axon", None), scheme)
+        uid = getattr(neuron, "uid", None)
+        url = (announced_url(_commitment_of(neuron, uid, commitments))
+               or axon_url(getattr(neuron, "axon", None), scheme))
         if url is None:
             continue
         stake = stake_of(neuron)
         if stake < min_stake:
             continue
-        uid = getattr(neuron, "uid", None)
         endpoint = ValidatorEndpoint(hotkey, url, uid if isinstance(uid, int) else None, stake)
         if hotkey not in found or stake > found[hotkey].stake:
             found[hotkey] = endpoint
     return sorted(found.values(), key=lambda v: (-v.stake, v.hotkey))
+
+
+async def fetch_with_commitments(netuid: int, network: str) -> list[NeuronRow]:
+    """The default :data:`MetagraphFetch`: the neurons with their commitments."""
+    return await fetch_neurons(netuid, network, commitments=True)
 
 
 async def discover_validators(netuid: int, network: str, *, min_stake: float = 0.0,
@@ -116,9 +145,9 @@ async def discover_validators(netuid: int, network: str, *, min_stake: float = 0
                               fetch: MetagraphFetch | None = None,
                               ) -> list[ValidatorEndpoint]:
     """Fetch the metagraph of ``netuid`` on ``network`` (with ``fetch``, default
-    :func:`sdk.metagraph.fetch_neurons`) and select its validators
+    :func:`fetch_with_commitments`) and select its validators
     (:func:`validators_from_metagraph`). Raises :class:`DiscoveryError`."""
-    metagraph = await (fetch or fetch_neurons)(netuid, network)
+    metagraph = await (fetch or fetch_with_commitments)(netuid, network)
     if metagraph is None:
         raise SubnetNotFound(f"subnet {netuid} does not exist on {network!r}")
     return validators_from_metagraph(metagraph, min_stake=min_stake, exclude=exclude)

@@ -13,8 +13,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["MetagraphError", "NeuronRow", "SubnetNotFound", "fetch_neurons", "neuron_rows",
-           "stake_of"]
+__all__ = ["MetagraphError", "NeuronRow", "SubnetNotFound", "commitment_text", "fetch_neurons",
+           "neuron_rows", "stake_of"]
 
 
 class MetagraphError(LookupError):
@@ -35,6 +35,17 @@ class NeuronRow:
     axon: str | None
     """The served ``"ip:port"`` (None when nothing is served)."""
     total_stake: float
+    commitment: str | None = None
+    """The plaintext of the neuron's chain commitment (None: none, or not fetched)."""
+
+
+def commitment_text(value: object) -> str | None:
+    """A commitment's plaintext: a bittensor ``NeuronCommitment`` (its ``data``), a
+    string as is, None for anything else (no commitment, or a sealed one)."""
+    if isinstance(value, str):
+        return value or None
+    data = getattr(value, "data", None)
+    return data if isinstance(data, str) and data else None
 
 
 def stake_of(neuron: object) -> float:
@@ -61,18 +72,22 @@ def neuron_rows(neurons: Iterable[object]) -> list[NeuronRow]:
                               hotkey=hotkey if isinstance(hotkey, str) else "",
                               validator_permit=bool(getattr(neuron, "validator_permit", False)),
                               axon=axon if isinstance(axon, str) else None,
-                              total_stake=stake_of(neuron)))
+                              total_stake=stake_of(neuron),
+                              commitment=commitment_text(getattr(neuron, "commitment", None))))
     return rows
 
 
-async def fetch_neurons(netuid: int, network: str) -> list[NeuronRow]:
+async def fetch_neurons(netuid: int, network: str, *, commitments: bool = False,
+                        ) -> list[NeuronRow]:
     """Every neuron of subnet ``netuid`` on ``network`` (finney, test, local or
-    ws://...). Raises :class:`SubnetNotFound` or :class:`MetagraphError`."""
+    ws://...), with each one's commitment when ``commitments`` (two more storage
+    reads: the miner's discovery wants them, the hub's admission does not). Raises
+    :class:`SubnetNotFound` or :class:`MetagraphError`."""
     import bittensor  # imported lazily: only this path talks to a chain
 
     try:
         async with bittensor.Client(network) as client:
-            metagraph = await client.subnets.metagraph(netuid, commitments=False)
+            metagraph = await client.subnets.metagraph(netuid, commitments=commitments)
     except Exception as exc:  # the chain client fails in many types; one error says which
         raise MetagraphError(f"cannot read the metagraph of netuid {netuid} from "
                              f"{network!r}: {type(exc).__name__}: {exc}") from exc

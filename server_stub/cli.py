@@ -250,6 +250,61 @@ def serve(
     typer.echo("hub stopped: miners closed with 1001, store flushed")
 
 
+@app.command()
+def announce(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option(
+        "--url", help="The hub's WebSocket URL as miners should reach it, e.g. "
+                      "wss://hub.example.org/ws.")],
+    netuid: Annotated[int, typer.Option("--netuid", min=0, help="The subnet.")],
+    network: Annotated[str, typer.Option(
+        "--subtensor.network", "--network", help="Chain network (finney, test, ws://...).")]
+    = "finney",
+    wallet_name: Annotated[str | None, typer.Option(
+        "--wallet.name", help="Validator wallet name.")] = None,
+    wallet_hotkey: Annotated[str, typer.Option(
+        "--wallet.hotkey", help="Validator hotkey name.")] = "default",
+    wallet_path: Annotated[str, typer.Option(
+        "--wallet.path", help="Wallets directory.")] = "~/.bittensor/wallets",
+    validator_uri: Annotated[str | None, typer.Option(
+        "--validator-uri", help="Throwaway validator key from a URI such as //Alice "
+                                "(development and tests).")] = None,
+) -> None:
+    """Announce the hub's URL in the hotkey's chain commitment on --netuid
+    (bt-ws=<url>): bt-miner then connects there instead of to the axon's ip:port.
+    Replaces whatever the hotkey had committed on this subnet."""
+    import asyncio
+
+    from sdk.announce import AnnounceError, announcement
+    from sdk.signing import hotkey_signer
+    from sdk.wallets import WalletError, key_from_uri, load_wallet
+
+    from .announce import CommitError, Committer, commit_on_chain
+
+    try:
+        text = announcement(url)
+    except AnnounceError as exc:
+        raise _fail(f"--url: {exc}") from None
+    try:
+        if validator_uri is not None:
+            key = key_from_uri(validator_uri)
+            wallet, hotkey = key, key.ss58_address
+        elif wallet_name is None:
+            raise _fail("give the validator identity: --wallet.name/--wallet.hotkey "
+                        "(and --wallet.path), or --validator-uri //Name")
+        else:
+            loaded = load_wallet(wallet_name, wallet_hotkey, wallet_path)
+            wallet, hotkey = loaded, hotkey_signer(loaded).ss58_address
+    except WalletError as exc:
+        raise _fail(str(exc)) from None
+    committer: Committer = (ctx.obj or {}).get("committer", commit_on_chain)
+    try:
+        asyncio.run(committer(wallet, netuid, network, text))
+    except CommitError as exc:
+        raise _fail(str(exc), code=1) from None
+    typer.echo(f"announced {text} for hotkey {hotkey} on netuid {netuid} ({network})")
+
+
 @app.callback()
 def _root() -> None:
     """bettensor-ws validator hub."""

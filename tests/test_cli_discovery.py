@@ -117,7 +117,7 @@ async def test_missing_subnet_and_fetch_failure() -> None:
     with pytest.raises(CliError) as info:
         await resolve_validators(RunConfig(netuid=30, min_stake=5, metagraph_fetch=empty), "x")
     assert info.value.code == EXIT_FAILURE
-    assert "validator permit and a served axon" in info.value.message
+    assert "validator permit and a hub address" in info.value.message
 
     async def broken(netuid: int, network: str) -> Metagraph:
         raise DiscoveryError("cannot read the metagraph: connection refused")

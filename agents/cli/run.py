@@ -106,7 +106,8 @@ async def resolve_validators(cfg: RunConfig, miner_hotkey: str) -> list[Validato
     if not found:
         stake = f" and a total stake of at least {cfg.min_stake:g}" if cfg.min_stake else ""
         raise CliError(f"no validator on netuid {cfg.netuid} ({cfg.network}) has a validator "
-                       f"permit and a served axon{stake}", EXIT_FAILURE)
+                       f"permit and a hub address (a bt-ws= commitment or a served axon){stake}",
+                       EXIT_FAILURE)
     log.info("discovered %d validator(s) on netuid %d: %s", len(found), cfg.netuid,
              ", ".join(f"{short(v.hotkey)} {v.url} stake {v.stake:g}" for v in found))
     return found
