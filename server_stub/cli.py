@@ -9,7 +9,7 @@ import tempfile
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -132,6 +132,23 @@ def check_bettensor_db(path: Path, *, feed: str | None, open_: bool, netuid: int
                     f"{' or '.join(sorted(missing))} table")
 
 
+def admission_limits(connects_per_minute: float, connect_burst: float,
+                     upgrades_per_second: float | None, upgrade_burst: float | None,
+                     trusted_proxies: list[str]) -> dict[str, Any]:
+    """The HubConfig fields of the admission flags; a bad CIDR is a clear error."""
+    import ipaddress
+
+    networks = []
+    for cidr in trusted_proxies:
+        try:
+            networks.append(ipaddress.ip_network(cidr))
+        except ValueError as exc:
+            raise _fail(f"--trusted-proxy {cidr}: {exc}") from None
+    return {"connects_per_minute": connects_per_minute, "connect_burst": connect_burst,
+            "upgrades_per_second": upgrades_per_second, "upgrade_burst": upgrade_burst,
+            "trusted_proxies": tuple(networks)}
+
+
 def default_store(validator_hotkey: str, dev: bool) -> Path:
     if dev:
         return Path(tempfile.mkdtemp(prefix="bt-hub-")) / "hub.sqlite3"
@@ -195,6 +212,19 @@ def serve(
     max_frame_bytes: Annotated[int, typer.Option(help="Largest accepted frame (1009 above).")]
     = 64 * 1024,
     rate: Annotated[float, typer.Option(help="Messages per second per miner.")] = 50.0,
+    connects_per_minute: Annotated[float, typer.Option(
+        help="WebSocket connects per minute per hotkey.")] = 30.0,
+    connect_burst: Annotated[float, typer.Option(help="Burst of --connects-per-minute.")]
+    = 10.0,
+    upgrades_per_second: Annotated[float | None, typer.Option(
+        help="GET /ws upgrade requests per second per client address "
+             "(default: --connects-per-minute / 6, i.e. 5).")] = None,
+    upgrade_burst: Annotated[float | None, typer.Option(
+        help="Burst of --upgrades-per-second (default: 10 x --connect-burst, i.e. 100).")]
+    = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        "--trusted-proxy", help="CIDR of a reverse proxy (repeatable): from a peer inside it "
+        "the client address comes from Forwarded / X-Forwarded-For.")] = None,
     admin_hotkey: Annotated[list[str] | None, typer.Option(
         "--admin-hotkey", help="Extra hotkey allowed to POST /admin/games (repeatable).")]
     = None,
@@ -229,7 +259,10 @@ def serve(
                            store_synchronous=store_sync.value.upper(), freeze_gc=True,
                            admin_hotkeys=frozenset(admin_hotkey or []),
                            bettensor_db=bettensor_db, bettensor_poll_s=bettensor_poll,
-                           bettensor_indexes=bettensor_indexes)
+                           bettensor_indexes=bettensor_indexes,
+                           **admission_limits(connects_per_minute, connect_burst,
+                                              upgrades_per_second, upgrade_burst,
+                                              trusted_proxy or []))
     except ValueError as exc:
         raise _fail(f"invalid option: {exc}") from None
     application = create_app(config, signer=signer, store_path=store_path, registry=registry,
