@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import ssl
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -149,6 +150,21 @@ def admission_limits(connects_per_minute: float, connect_burst: float,
             "trusted_proxies": tuple(networks)}
 
 
+def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The server context for ``--tls-cert/--tls-key`` (None: plain ws://); a missing,
+    unreadable or mismatched pair is a clear error before serving."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise _fail("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise _fail(f"--tls-cert {cert} / --tls-key {key}: {exc}") from None
+    return context
+
+
 def default_store(validator_hotkey: str, dev: bool) -> Path:
     if dev:
         return Path(tempfile.mkdtemp(prefix="bt-hub-")) / "hub.sqlite3"
@@ -225,6 +241,11 @@ def serve(
     trusted_proxy: Annotated[list[str] | None, typer.Option(
         "--trusted-proxy", help="CIDR of a reverse proxy (repeatable): from a peer inside it "
         "the client address comes from Forwarded / X-Forwarded-For.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        "--tls-cert", help="PEM certificate (chain) to serve wss:// directly; needs "
+        "--tls-key.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        "--tls-key", help="PEM private key of --tls-cert.")] = None,
     admin_hotkey: Annotated[list[str] | None, typer.Option(
         "--admin-hotkey", help="Extra hotkey allowed to POST /admin/games (repeatable).")]
     = None,
@@ -265,16 +286,19 @@ def serve(
                                               trusted_proxy or []))
     except ValueError as exc:
         raise _fail(f"invalid option: {exc}") from None
+    ssl_context = tls_context(tls_cert, tls_key)
     application = create_app(config, signer=signer, store_path=store_path, registry=registry,
                              feed=game_feed)
     typer.echo(f"bettensor-ws hub: validator hotkey {signer.ss58_address}")
-    typer.echo(f"  miners connect to ws://{host}:{port}/ws   health: http://{host}:{port}/ws/health")
+    ws, http = ("wss", "https") if ssl_context else ("ws", "http")
+    typer.echo(f"  miners connect to {ws}://{host}:{port}/ws   "
+               f"health: {http}://{host}:{port}/ws/health")
     typer.echo(f"  store {store_path}   feed {feed or 'none'}   registry "
                f"{type(registry).__name__}")
     sys.stdout.flush()
     try:
         web.run_app(application, host=host, port=port, print=None, shutdown_timeout=10.0,
-                    handle_signals=True)
+                    handle_signals=True, ssl_context=ssl_context)
     except OSError as exc:
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1) from None
     finally:

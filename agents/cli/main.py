@@ -203,6 +203,10 @@ def run(
     stats_interval: Annotated[float, typer.Option(
         "--stats-interval", metavar="SECONDS", min=0,
         help="Log the prediction counters this often (0: never).")] = 60.0,
+    ca_file: Annotated[Path | None, typer.Option(
+        "--ca-file", metavar="PEM",
+        help="CA certificate(s) to verify wss:// hubs with, e.g. a validator's private "
+             "CA [default: the system's CAs].")] = None,
 ) -> None:
     """Run an agent against one or many validators until SIGINT/SIGTERM (or --duration).
 
@@ -222,7 +226,8 @@ def run(
                         min_stake=min_stake,
                         wallet=_wallet(wallet_name, wallet_hotkey, wallet_path),
                         outbox_dir=outbox_dir, daily_budget=daily_budget, dev=dev,
-                        dev_port=dev_port, duration=duration, stats_interval=stats_interval)
+                        dev_port=dev_port, duration=duration, stats_interval=stats_interval,
+                        ca_file=ca_file)
         return await run_miner(cfg, _console())
 
     _execute(go)
