@@ -9,6 +9,7 @@ from .connection import ConnectionState, ValidatorConnection
 from .errors import (
     AuthenticationError,
     BettensorWSError,
+    CertificateError,
     ConnectionClosedError,
     DeregisteredError,
     HandshakeError,
@@ -56,6 +57,7 @@ __all__ = [
     "AuthenticationError",
     "Backoff",
     "BettensorWSError",
+    "CertificateError",
     "CloseCode",
     "Confirmation",
     "ConfirmationStatus",

@@ -29,6 +29,7 @@ import asyncio
 import functools
 import logging
 import sqlite3
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -119,6 +120,9 @@ class ValidatorConnection:
         self.options = options or ConnectionOptions()
         self._policy_factory = policy or ReconnectPolicy.from_options
         self._on_state_change = on_state_change
+        if session is not None and self.options.ca_file is not None:
+            raise ValueError("ca_file applies to the session the connection makes: "
+                             "configure the ssl context of your own session instead")
         self._session = session
         self._owns_session = session is None
 
@@ -172,7 +176,7 @@ class ValidatorConnection:
         self._submissions.outbox = self.outbox
         self._submissions.miner_hotkey = self.miner_hotkey
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(connector=_connector(self.options.ca_file))
         self._link = self._link_context(self._session, self.outbox)
         self._closing = False
         self._supervisor = asyncio.create_task(self._supervise(), name="validator-connection")
@@ -487,6 +491,19 @@ class ValidatorConnection:
         """Send one outbox entry on whatever transport is up (none: it waits for one)."""
         if self._transport is not None:
             self._transport.dispatch(entry)
+
+
+def _connector(ca_file: str | None) -> aiohttp.TCPConnector | None:
+    """The connector of the session a connection makes: aiohttp's default, or one that
+    verifies hub certificates against ``ca_file`` (a private CA) instead of the system's
+    CAs. A missing or unreadable file fails here, at start, not in the reconnect loop."""
+    if ca_file is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"ca_file {ca_file}: {exc}") from None
+    return aiohttp.TCPConnector(ssl=context)
 
 
 def _log_settlement_failure(recorded: asyncio.Future[int]) -> None:

@@ -12,6 +12,7 @@ Catch the family you care about::
     ├── SigningError               the wallet cannot sign
     └── LinkError                  anything about the link to a validator
         ├── HubUnreachableError    no TCP connection to the hub (down, restarting)
+        │   └── CertificateError   the hub's TLS certificate does not verify (permanent)
         ├── HandshakeError         the upgrade was refused with an HTTP status
         │   ├── AuthenticationError   401: signature, freshness, receiver
         │   ├── NotRegisteredError    403: hotkey not registered / blacklisted (permanent)
@@ -95,6 +96,13 @@ class HubUnreachableError(LinkError):
 
     Unlike a failed upgrade this says nothing about WebSockets, so it never sends the
     client to the HTTP fallback."""
+
+
+class CertificateError(HubUnreachableError):
+    """The hub's TLS certificate does not verify (signed by a CA we were not given, for
+    another host name, expired). Permanent: retrying would fail the same way forever."""
+
+    retryable = False
 
 
 class HandshakeError(LinkError):

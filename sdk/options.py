@@ -60,6 +60,11 @@ class ConnectionOptions:
     compress: bool = False
     """Offer permessage-deflate on the WebSocket (less bandwidth, more CPU)."""
 
+    ca_file: str | None = None
+    """A PEM file of CA certificates that ``wss://`` / ``https://`` hub certificates are
+    verified against instead of the system's (a validator with a private CA). Used when
+    the connection makes its own aiohttp session; with ``session=`` configure that."""
+
     def __post_init__(self) -> None:
         for name in ("backoff_base", "backoff_cap", "handshake_timeout", "ws_probe_interval",
                      "long_poll_timeout"):

@@ -18,6 +18,7 @@ from sdk.codes import ErrorCode
 
 from .auth import BoundedNonceStore, GatedNonceStore, HubHTTPError, authenticate
 from .config import HubConfig
+from .forwarded import client_address
 from .http_errors import retry_after_seconds
 from .ratelimit import KeyedLimiter
 from .registry import Decision, MinerRegistry
@@ -52,7 +53,9 @@ class Admission:
         self._admin_nonces = GatedNonceStore(self.nonces, self.is_admin)
         per_minute = config.connects_per_minute / 60.0
         self.connect_limit_by_hotkey = KeyedLimiter(per_minute, config.connect_burst)
-        self.connect_limit_by_address = KeyedLimiter(per_minute * 10, config.connect_burst * 10)
+        self.connect_limit_by_address = KeyedLimiter(
+            config.upgrades_per_second or per_minute * 10,
+            config.upgrade_burst or config.connect_burst * 10)
         self.message_limit = KeyedLimiter(config.messages_per_second, config.message_burst)
         self.strikes = KeyedLimiter(config.rate_limit_strikes / STRIKE_WINDOW_S,
                                     config.rate_limit_strikes)
@@ -107,6 +110,13 @@ class Admission:
                                "the hub is at its connection limit", retry_after=5.0)
         return hotkey
 
+    def client_address(self, request: web.Request) -> str:
+        """The address a request counts against: the TCP peer, or the client a trusted
+        reverse proxy names in ``Forwarded`` / ``X-Forwarded-For``."""
+        return client_address(request.remote, forwarded=request.headers.getall("Forwarded", []),
+                              x_forwarded_for=request.headers.getall("X-Forwarded-For", []),
+                              trusted=self.config.trusted_proxies)
+
     def within_message_rate(self, hotkey: str) -> bool:
         """Take one token of the hotkey's message rate (shared by the WebSocket and
         ``POST /predictions``); False when there was none."""
@@ -122,7 +132,7 @@ class Admission:
             raise HubHTTPError(503, ErrorCode.SHUTTING_DOWN, "hub is shutting down",
                                retry_after=self.config.shutdown_retry_after_s)
         if limit_address:
-            address = request.remote or "?"
+            address = self.client_address(request)
             if not self.connect_limit_by_address.allow(address, time.monotonic()):
                 raise HubHTTPError(429, ErrorCode.RATE_LIMITED,
                                    "too many requests from this address",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+import ssl
 import sys
 import tempfile
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -132,6 +133,38 @@ def check_bettensor_db(path: Path, *, feed: str | None, open_: bool, netuid: int
                     f"{' or '.join(sorted(missing))} table")
 
 
+def admission_limits(connects_per_minute: float, connect_burst: float,
+                     upgrades_per_second: float | None, upgrade_burst: float | None,
+                     trusted_proxies: list[str]) -> dict[str, Any]:
+    """The HubConfig fields of the admission flags; a bad CIDR is a clear error."""
+    import ipaddress
+
+    networks = []
+    for cidr in trusted_proxies:
+        try:
+            networks.append(ipaddress.ip_network(cidr))
+        except ValueError as exc:
+            raise _fail(f"--trusted-proxy {cidr}: {exc}") from None
+    return {"connects_per_minute": connects_per_minute, "connect_burst": connect_burst,
+            "upgrades_per_second": upgrades_per_second, "upgrade_burst": upgrade_burst,
+            "trusted_proxies": tuple(networks)}
+
+
+def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The server context for ``--tls-cert/--tls-key`` (None: plain ws://); a missing,
+    unreadable or mismatched pair is a clear error before serving."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise _fail("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise _fail(f"--tls-cert {cert} / --tls-key {key}: {exc}") from None
+    return context
+
+
 def default_store(validator_hotkey: str, dev: bool) -> Path:
     if dev:
         return Path(tempfile.mkdtemp(prefix="bt-hub-")) / "hub.sqlite3"
@@ -195,6 +228,24 @@ def serve(
     max_frame_bytes: Annotated[int, typer.Option(help="Largest accepted frame (1009 above).")]
     = 64 * 1024,
     rate: Annotated[float, typer.Option(help="Messages per second per miner.")] = 50.0,
+    connects_per_minute: Annotated[float, typer.Option(
+        help="WebSocket connects per minute per hotkey.")] = 30.0,
+    connect_burst: Annotated[float, typer.Option(help="Burst of --connects-per-minute.")]
+    = 10.0,
+    upgrades_per_second: Annotated[float | None, typer.Option(
+        help="GET /ws upgrade requests per second per client address "
+             "(default: --connects-per-minute / 6, i.e. 5).")] = None,
+    upgrade_burst: Annotated[float | None, typer.Option(
+        help="Burst of --upgrades-per-second (default: 10 x --connect-burst, i.e. 100).")]
+    = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        "--trusted-proxy", help="CIDR of a reverse proxy (repeatable): from a peer inside it "
+        "the client address comes from Forwarded / X-Forwarded-For.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        "--tls-cert", help="PEM certificate (chain) to serve wss:// directly; needs "
+        "--tls-key.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        "--tls-key", help="PEM private key of --tls-cert.")] = None,
     admin_hotkey: Annotated[list[str] | None, typer.Option(
         "--admin-hotkey", help="Extra hotkey allowed to POST /admin/games (repeatable).")]
     = None,
@@ -229,19 +280,25 @@ def serve(
                            store_synchronous=store_sync.value.upper(), freeze_gc=True,
                            admin_hotkeys=frozenset(admin_hotkey or []),
                            bettensor_db=bettensor_db, bettensor_poll_s=bettensor_poll,
-                           bettensor_indexes=bettensor_indexes)
+                           bettensor_indexes=bettensor_indexes,
+                           **admission_limits(connects_per_minute, connect_burst,
+                                              upgrades_per_second, upgrade_burst,
+                                              trusted_proxy or []))
     except ValueError as exc:
         raise _fail(f"invalid option: {exc}") from None
+    ssl_context = tls_context(tls_cert, tls_key)
     application = create_app(config, signer=signer, store_path=store_path, registry=registry,
                              feed=game_feed)
     typer.echo(f"bettensor-ws hub: validator hotkey {signer.ss58_address}")
-    typer.echo(f"  miners connect to ws://{host}:{port}/ws   health: http://{host}:{port}/ws/health")
+    ws, http = ("wss", "https") if ssl_context else ("ws", "http")
+    typer.echo(f"  miners connect to {ws}://{host}:{port}/ws   "
+               f"health: {http}://{host}:{port}/ws/health")
     typer.echo(f"  store {store_path}   feed {feed or 'none'}   registry "
                f"{type(registry).__name__}")
     sys.stdout.flush()
     try:
         web.run_app(application, host=host, port=port, print=None, shutdown_timeout=10.0,
-                    handle_signals=True)
+                    handle_signals=True, ssl_context=ssl_context)
     except OSError as exc:
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1) from None
     finally:

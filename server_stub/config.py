@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +31,14 @@ class HubConfig(BaseModel):
     connects_per_minute: float = Field(30.0, gt=0)
     """Per hotkey and per client address, with a burst of ``connect_burst``."""
     connect_burst: float = Field(10.0, ge=1)
+    upgrades_per_second: float | None = Field(None, gt=0)
+    """WebSocket upgrade requests per client address (``GET /ws``, counted before
+    authentication); None: ten times ``connects_per_minute`` / 60."""
+    upgrade_burst: float | None = Field(None, ge=1)
+    """Burst of the per-address upgrade limit; None: ten times ``connect_burst``."""
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    """Reverse proxies whose ``Forwarded`` / ``X-Forwarded-For`` name the client
+    address (see :mod:`server_stub.forwarded`); from anyone else the headers are ignored."""
     nonce_store_size: int = Field(200_000, ge=100)
     auth_max_age_s: float = Field(10.0, gt=0)
     auth_allowed_skew_s: float = Field(2.0, ge=0)

@@ -10,6 +10,7 @@ within seconds. Every part can be replaced.
 
 from __future__ import annotations
 
+import ssl
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,7 +70,8 @@ class LocalHub:
                  feed: GameFeed | Literal["simulator"] | None = "simulator",
                  clock: HubClock | None = None, store_path: str | Path | None = None,
                  host: str = "127.0.0.1", port: int = 0,
-                 keepalive_timeout: float = 75.0) -> None:
+                 keepalive_timeout: float = 75.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.config = config or brisk_config()
         self.signer = signer if signer is not None else Keypair.create_from_uri(
             DEFAULT_VALIDATOR_URI)
@@ -81,6 +83,7 @@ class LocalHub:
         self.host = host
         self.port = port
         self.keepalive_timeout = keepalive_timeout
+        self.ssl_context = ssl_context
         self._given_store_path = Path(store_path) if store_path is not None else None
         self.store_path: Path | None = self._given_store_path
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -104,12 +107,13 @@ class LocalHub:
 
     @property
     def url(self) -> str:
-        """The WebSocket base URL (``ws://host:port``), as miners are given it."""
-        return f"ws://{self._netloc}"
+        """The WebSocket base URL (``ws://host:port``, ``wss://`` with ``ssl_context``), as
+        miners are given it."""
+        return f"{'wss' if self.ssl_context else 'ws'}://{self._netloc}"
 
     @property
     def http_url(self) -> str:
-        return f"http://{self._netloc}"
+        return f"{'https' if self.ssl_context else 'http'}://{self._netloc}"
 
     @property
     def _netloc(self) -> str:
@@ -139,7 +143,7 @@ class LocalHub:
                                shutdown_timeout=5.0, keepalive_timeout=self.keepalive_timeout)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            await web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context).start()
         except OSError:
             await runner.cleanup()
             self._delete_tmp()

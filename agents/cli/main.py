@@ -210,6 +210,10 @@ def run(
     metrics_host: Annotated[str, typer.Option(
         "--metrics-host", metavar="HOST",
         help="Address for --metrics-port (0.0.0.0: every interface).")] = "127.0.0.1",
+    ca_file: Annotated[Path | None, typer.Option(
+        "--ca-file", metavar="PEM",
+        help="CA certificate(s) to verify wss:// hubs with, e.g. a validator's private "
+             "CA [default: the system's CAs].")] = None,
 ) -> None:
     """Run an agent against one or many validators until SIGINT/SIGTERM (or --duration).
 
@@ -230,7 +234,8 @@ def run(
                         wallet=_wallet(wallet_name, wallet_hotkey, wallet_path),
                         outbox_dir=outbox_dir, daily_budget=daily_budget, dev=dev,
                         dev_port=dev_port, duration=duration, stats_interval=stats_interval,
-                        metrics_port=metrics_port, metrics_host=metrics_host)
+                        metrics_port=metrics_port, metrics_host=metrics_host,
+                        ca_file=ca_file)
         return await run_miner(cfg, _console())
 
     _execute(go)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import tempfile
 import time
 from collections.abc import Awaitable
@@ -36,6 +37,7 @@ from agents.stopping import until_stopped
 from sdk.connection import ValidatorConnection
 from sdk.errors import BettensorWSError
 from sdk.frames import Confirmation
+from sdk.options import ConnectionOptions
 from sdk.signing import hotkey_signer
 from sdk.validation import DEFAULT_DAILY_WAGER_LIMIT, wager_day
 
@@ -85,6 +87,20 @@ class RunConfig:
     metrics_port: int | None = None
     """Serve Prometheus metrics on this port (0: any free one; None: no metrics)."""
     metrics_host: str = "127.0.0.1"
+    ca_file: Path | None = None
+    """CA certificates for wss:// hubs with a private CA (None: the system's)."""
+
+
+def connection_options(ca_file: Path | None) -> ConnectionOptions | None:
+    """The SDK options of ``--ca-file``; an unreadable CA file is a usage error now,
+    not a failure of every connection later."""
+    if ca_file is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(f"--ca-file {ca_file}: {exc}") from None
+    return ConnectionOptions(ca_file=str(ca_file))
 
 
 async def resolve_validators(cfg: RunConfig, miner_hotkey: str) -> list[ValidatorEndpoint]:
@@ -213,7 +229,8 @@ async def run_miner(cfg: RunConfig, console: Console) -> int:
                     tempfile.TemporaryDirectory(prefix="bt-miner-outbox-")))
         else:
             endpoints = await resolve_validators(cfg, miner_hotkey)
-        conns = [ValidatorConnection(e.url, signer, e.hotkey,
+        options = connection_options(cfg.ca_file)
+        conns = [ValidatorConnection(e.url, signer, e.hotkey, options=options,
                                      outbox=outbox_path(outbox_dir, miner_hotkey))
                  for e in endpoints]
         log.info("bt-miner: agent %r, miner hotkey %s, %d validator(s): %s", agent.name,

@@ -25,6 +25,7 @@ from yarl import URL
 
 from ..codes import ERROR_HEADER
 from ..errors import (
+    CertificateError,
     ConnectionClosedError,
     HubUnreachableError,
     LinkError,
@@ -110,6 +111,11 @@ class WebSocketTransport:
                                     miner_hotkey=ctx.miner_hotkey)
             raise handshake_error(exc.status, {"error": code, "detail": detail},
                                   retry_after(exc.headers)) from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise CertificateError(
+                f"cannot verify the TLS certificate of {address.ws_url}: "
+                f"{exc.certificate_error} (a hub with a private CA: give its CA certificate "
+                "as ConnectionOptions(ca_file=...), bt-miner --ca-file)") from None
         except (TimeoutError, aiohttp.ClientError, OSError, ProtocolError) as exc:
             if ws is not None:
                 await close_quietly(ws)
