@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import json
 import ssl
 import subprocess
 import sys
@@ -21,8 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
-from agents.cli.common import CliError
-from agents.cli.run import connection_options
+from agents.cli.common import CliError, connection_options
 from sdk.connection import ValidatorConnection
 from sdk.errors import CertificateError
 from sdk.models import Prediction
@@ -217,4 +217,46 @@ async def test_bt_miner_run_without_the_ca_stops_with_a_clear_error(tls_hub, tmp
     code, _stdout, stderr = await _bt_miner_run(tmp_path, tls_hub.url, "--duration", "30")
     assert code == 1, stderr
     assert "cannot verify the TLS certificate" in stderr
+    assert "--ca-file" in stderr
+
+
+async def _bt_miner(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    """``bt-miner ARGS`` as a process with a fresh wallet; (exit code, stdout, stderr)."""
+    wallets = tmp_path / "wallets"
+    if not wallets.exists():
+        Wallet(name="miner", hotkey="default", path=str(wallets)).create_new_hotkey(
+            use_password=False, suppress=True, overwrite=True)
+    proc = await asyncio.create_subprocess_exec(
+        *bt_miner(), *args, "--wallet.name", "miner", "--wallet.path", str(wallets),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=fresh_user_env(tmp_path))
+    try:
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_bt_miner_submit_and_record_take_the_ca_file_too(tls_hub, certificates, tmp_path):
+    ca, _cert, _key = certificates
+    validator = f"{VALIDATOR.ss58_address}@{tls_hub.url}"
+    code, stdout, stderr = await _bt_miner(
+        tmp_path, "submit", "--validator", validator, "--game-id", "g1", "--outcome", "0",
+        "--wager", "1", "--ca-file", str(ca), "--outbox-dir", str(tmp_path / "outbox"),
+        "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["receipt"]["status"] == "accepted"
+    out = tmp_path / "stream.jsonl"
+    code, stdout, stderr = await _bt_miner(
+        tmp_path, "record", "--validator", validator, "--out", str(out), "--duration", "2",
+        "--ca-file", str(ca))
+    assert code == 0, stderr
+    assert "g1" in out.read_text()
+    code, _stdout, stderr = await _bt_miner(
+        tmp_path, "submit", "--validator", validator, "--game-id", "g1", "--outcome", "0",
+        "--wager", "1", "--outbox-dir", str(tmp_path / "outbox"))
+    assert code == 1, stderr
     assert "--ca-file" in stderr

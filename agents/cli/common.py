@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from agents.discovery import ValidatorEndpoint
 from sdk.errors import DeregisteredError, NotRegisteredError, ReplacedError
+from sdk.options import ConnectionOptions
 from sdk.wallets import WalletError, hotkey_file, load_wallet
 
 if TYPE_CHECKING:
@@ -335,3 +337,15 @@ def setup_logging(fmt: str, level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def connection_options(ca_file: Path | None) -> ConnectionOptions | None:
+    """The SDK options of ``--ca-file``; an unreadable CA file is a usage error now,
+    not a failure of every connection later."""
+    if ca_file is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(f"--ca-file {ca_file}: {exc}") from None
+    return ConnectionOptions(ca_file=str(ca_file))

@@ -21,6 +21,7 @@ from .common import (
     PERMANENT_REFUSALS,
     CliError,
     WalletOptions,
+    connection_options,
     parse_agent_options,
     parse_validators,
     setup_logging,
@@ -69,6 +70,10 @@ OutboxDirOpt = Annotated[Path | None, typer.Option(
     help="Directory of the durable outboxes (one SQLite file per miner hotkey, shared "
          "by its connections to every validator; older per-validator files are read) "
          "[default: the user data dir; a temp dir with --dev].")]
+CaFileOpt = Annotated[Path | None, typer.Option(
+    "--ca-file", metavar="PEM",
+    help="CA certificate(s) to verify wss:// hubs with, e.g. a validator's private "
+         "CA [default: the system's CAs].")]
 DevOpt = Annotated[bool, typer.Option(
     "--dev", help="Start a local validator hub in this process: throwaway keys (//Alice "
                   "validator, //Bob miner unless --wallet.* is given), open registry, "
@@ -210,10 +215,7 @@ def run(
     metrics_host: Annotated[str, typer.Option(
         "--metrics-host", metavar="HOST",
         help="Address for --metrics-port (0.0.0.0: every interface).")] = "127.0.0.1",
-    ca_file: Annotated[Path | None, typer.Option(
-        "--ca-file", metavar="PEM",
-        help="CA certificate(s) to verify wss:// hubs with, e.g. a validator's private "
-             "CA [default: the system's CAs].")] = None,
+    ca_file: CaFileOpt = None,
 ) -> None:
     """Run an agent against one or many validators until SIGINT/SIGTERM (or --duration).
 
@@ -291,6 +293,7 @@ def watch(
     duration: DurationOpt = None,
     rows: Annotated[int, typer.Option(
         "--rows", min=1, metavar="N", help="Games shown at most.")] = 20,
+    ca_file: CaFileOpt = None,
     log_format: LogFormatOpt = LogFormat.text,
     log_level: LogLevelOpt = None,
 ) -> None:
@@ -305,7 +308,7 @@ def watch(
         return await watch_games(dev=dev, validators=endpoints,
                                  wallet=_wallet(wallet_name, wallet_hotkey, wallet_path),
                                  duration=duration, limit=rows, console=_console(),
-                                 dev_port=dev_port)
+                                 dev_port=dev_port, options=connection_options(ca_file))
 
     _execute(go)
 
@@ -340,6 +343,7 @@ def submit(
     timeout: Annotated[float, typer.Option(
         "--timeout", metavar="SECONDS", min=0.1,
         help="How long to wait for the connection and for the receipt.")] = 30.0,
+    ca_file: CaFileOpt = None,
     as_json: JsonOpt = False,
     log_format: LogFormatOpt = LogFormat.text,
     log_level: LogLevelOpt = None,
@@ -358,7 +362,7 @@ def submit(
             wallet=_wallet(wallet_name, wallet_hotkey, wallet_path), outbox_dir=outbox_dir,
             game_id=game_id, outcome=outcome, wager=wager, odds=odds, confidence=confidence,
             model_name=model_name, miner_uid=miner_uid, timeout=timeout, as_json=as_json,
-            console=_console(), dev_port=dev_port)
+            console=_console(), dev_port=dev_port, options=connection_options(ca_file))
 
     _execute(go)
 
@@ -380,6 +384,7 @@ def record(
     dev: DevOpt = False,
     dev_port: DevPortOpt = 0,
     duration: DurationOpt = None,
+    ca_file: CaFileOpt = None,
     log_format: LogFormatOpt = LogFormat.text,
     log_level: LogLevelOpt = None,
 ) -> None:
@@ -394,7 +399,7 @@ def record(
         return await record_stream(dev=dev, validators=endpoints,
                                    wallet=_wallet(wallet_name, wallet_hotkey, wallet_path),
                                    out=out, duration=duration, console=_console(),
-                                   dev_port=dev_port)
+                                   dev_port=dev_port, options=connection_options(ca_file))
 
     _execute(go)
 

@@ -19,6 +19,7 @@ from agents.discovery import ValidatorEndpoint
 from agents.stopping import until_stopped
 from sdk.connection import ValidatorConnection
 from sdk.errors import BettensorWSError
+from sdk.options import ConnectionOptions
 from sdk.signing import WalletLike
 
 from .common import (
@@ -47,11 +48,13 @@ async def _follow(conn: ValidatorConnection, writer: RecordingWriter) -> None:
 
 async def record_updates(url: str, signer: WalletLike, validator_hotkey: str,
                          writer: RecordingWriter, *, stop: asyncio.Event,
-                         duration: float | None = None) -> ValidatorConnection:
+                         duration: float | None = None,
+                         options: ConnectionOptions | None = None) -> ValidatorConnection:
     """Append the stream of the validator at ``url`` to ``writer`` until ``stop`` is set
     or ``duration`` seconds pass; return the (closed) connection, whose ``error`` says
     why it stopped if it did on its own."""
-    conn = ValidatorConnection(url, signer, validator_hotkey, outbox=":memory:")
+    conn = ValidatorConnection(url, signer, validator_hotkey, outbox=":memory:",
+                               options=options)
     try:
         await conn.start()
         follower = asyncio.create_task(_follow(conn, writer))
@@ -65,7 +68,8 @@ async def record_updates(url: str, signer: WalletLike, validator_hotkey: str,
 
 async def record_stream(*, dev: bool, validators: list[ValidatorEndpoint],
                         wallet: WalletOptions, out: Path, duration: float | None,
-                        console: Console, dev_port: int = 0) -> int:
+                        console: Console, dev_port: int = 0,
+                        options: ConnectionOptions | None = None) -> int:
     """``bt-miner record``: until SIGINT/SIGTERM or ``duration`` seconds; the exit code."""
     try:
         writer = RecordingWriter(out).open()
@@ -79,7 +83,7 @@ async def record_stream(*, dev: bool, validators: list[ValidatorEndpoint],
             try:
                 conn = await record_updates(target.endpoint.url, target.signer,
                                             target.endpoint.hotkey, writer, stop=stop,
-                                            duration=duration)
+                                            duration=duration, options=options)
             finally:
                 remove_signals()
             failure = connection_failure([conn])

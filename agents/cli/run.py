@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import tempfile
 import time
 from collections.abc import Awaitable
@@ -37,7 +36,6 @@ from agents.stopping import until_stopped
 from sdk.connection import ValidatorConnection
 from sdk.errors import BettensorWSError
 from sdk.frames import Confirmation
-from sdk.options import ConnectionOptions
 from sdk.signing import hotkey_signer
 from sdk.validation import DEFAULT_DAILY_WAGER_LIMIT, wager_day
 
@@ -49,6 +47,7 @@ from .common import (
     WalletOptions,
     close_connections,
     connection_failure,
+    connection_options,
     install_stop_signals,
     load_signer,
     outbox_path,
@@ -89,18 +88,6 @@ class RunConfig:
     metrics_host: str = "127.0.0.1"
     ca_file: Path | None = None
     """CA certificates for wss:// hubs with a private CA (None: the system's)."""
-
-
-def connection_options(ca_file: Path | None) -> ConnectionOptions | None:
-    """The SDK options of ``--ca-file``; an unreadable CA file is a usage error now,
-    not a failure of every connection later."""
-    if ca_file is None:
-        return None
-    try:
-        ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise CliError(f"--ca-file {ca_file}: {exc}") from None
-    return ConnectionOptions(ca_file=str(ca_file))
 
 
 async def resolve_validators(cfg: RunConfig, miner_hotkey: str) -> list[ValidatorEndpoint]:

@@ -20,6 +20,7 @@ from sdk.codes import ErrorCode
 from sdk.connection import ValidatorConnection
 from sdk.errors import LinkError, PredictionRejected, ReceiptError
 from sdk.models import Prediction
+from sdk.options import ConnectionOptions
 from sdk.signing import hotkey_signer
 
 from .common import (
@@ -60,7 +61,8 @@ async def submit_prediction(*, dev: bool, validators: list[ValidatorEndpoint],
                             outcome: str, wager: float, odds: float | None,
                             confidence: float | None, model_name: str | None,
                             miner_uid: int | None, timeout: float, as_json: bool,
-                            console: Console, dev_port: int = 0) -> int:
+                            console: Console, dev_port: int = 0,
+                            options: ConnectionOptions | None = None) -> int:
     async with contextlib.AsyncExitStack() as stack:
         target = await stack.enter_async_context(one_validator(
             dev=dev, validators=validators, wallet=wallet, dev_port=dev_port,
@@ -71,7 +73,8 @@ async def submit_prediction(*, dev: bool, validators: list[ValidatorEndpoint],
         endpoint = target.endpoint
         miner_hotkey = hotkey_signer(target.signer).ss58_address
         path = outbox_path(outbox_dir, miner_hotkey)
-        conn = ValidatorConnection(endpoint.url, target.signer, endpoint.hotkey, outbox=path)
+        conn = ValidatorConnection(endpoint.url, target.signer, endpoint.hotkey, outbox=path,
+                                   options=options)
         try:
             await conn.start()
             try:

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from agents.discovery import ValidatorEndpoint
 from sdk.connection import ValidatorConnection
+from sdk.options import ConnectionOptions
 
 from .common import (
     EXIT_OK,
@@ -42,12 +43,12 @@ def _view(board: GameBoard, conn: ValidatorConnection, url: str, limit: int,
 
 async def watch_games(*, dev: bool, validators: list[ValidatorEndpoint], wallet: WalletOptions,
                       duration: float | None, limit: int, console: Console,
-                      dev_port: int = 0) -> int:
+                      dev_port: int = 0, options: ConnectionOptions | None = None) -> int:
     async with one_validator(dev=dev, validators=validators, wallet=wallet,
                              dev_port=dev_port, command="watch") as target:
         endpoint = target.endpoint
         conn = ValidatorConnection(endpoint.url, target.signer, endpoint.hotkey,
-                                   outbox=":memory:")
+                                   outbox=":memory:", options=options)
         board = GameBoard()
         stop = asyncio.Event()
         remove_signals = install_stop_signals(stop)
