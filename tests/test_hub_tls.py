@@ -184,42 +184,6 @@ async def test_serve_with_tls_flags_answers_https_with_the_certificate(certifica
         await asyncio.wait_for(proc.wait(), 30)
 
 
-async def _bt_miner_run(tmp_path: Path, url: str, *extra: str) -> tuple[int, str, str]:
-    wallets = tmp_path / "wallets"
-    if not wallets.exists():
-        Wallet(name="miner", hotkey="default", path=str(wallets)).create_new_hotkey(
-            use_password=False, suppress=True, overwrite=True)
-    proc = await asyncio.create_subprocess_exec(
-        *bt_miner(), "run", "--wallet.name", "miner", "--wallet.path", str(wallets),
-        "--validator", f"{VALIDATOR.ss58_address}@{url}", "--agent", "favorite",
-        "--outbox-dir", str(tmp_path / "outbox"), "--log-level", "error", *extra,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=fresh_user_env(tmp_path))
-    try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, stdout.decode(), stderr.decode()
-
-
-async def test_bt_miner_run_with_ca_file_predicts_over_wss(tls_hub, certificates, tmp_path):
-    ca, _cert, _key = certificates
-    code, stdout, stderr = await _bt_miner_run(tmp_path, tls_hub.url, "--ca-file", str(ca),
-                                               "--duration", "4")
-    assert code == 0, stderr
-    assert accepted_count(stdout) >= 1
-
-
-async def test_bt_miner_run_without_the_ca_stops_with_a_clear_error(tls_hub, tmp_path):
-    code, _stdout, stderr = await _bt_miner_run(tmp_path, tls_hub.url, "--duration", "30")
-    assert code == 1, stderr
-    assert "cannot verify the TLS certificate" in stderr
-    assert "--ca-file" in stderr
-
-
 async def _bt_miner(tmp_path: Path, *args: str) -> tuple[int, str, str]:
     """``bt-miner ARGS`` as a process with a fresh wallet; (exit code, stdout, stderr)."""
     wallets = tmp_path / "wallets"
@@ -238,6 +202,27 @@ async def _bt_miner(tmp_path: Path, *args: str) -> tuple[int, str, str]:
             await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, stdout.decode(), stderr.decode()
+
+
+async def _bt_miner_run(tmp_path: Path, url: str, *extra: str) -> tuple[int, str, str]:
+    return await _bt_miner(tmp_path, "run", "--validator", f"{VALIDATOR.ss58_address}@{url}",
+                           "--agent", "favorite", "--outbox-dir", str(tmp_path / "outbox"),
+                           "--log-level", "error", *extra)
+
+
+async def test_bt_miner_run_with_ca_file_predicts_over_wss(tls_hub, certificates, tmp_path):
+    ca, _cert, _key = certificates
+    code, stdout, stderr = await _bt_miner_run(tmp_path, tls_hub.url, "--ca-file", str(ca),
+                                               "--duration", "4")
+    assert code == 0, stderr
+    assert accepted_count(stdout) >= 1
+
+
+async def test_bt_miner_run_without_the_ca_stops_with_a_clear_error(tls_hub, tmp_path):
+    code, _stdout, stderr = await _bt_miner_run(tmp_path, tls_hub.url, "--duration", "30")
+    assert code == 1, stderr
+    assert "cannot verify the TLS certificate" in stderr
+    assert "--ca-file" in stderr
 
 
 async def test_bt_miner_submit_and_record_take_the_ca_file_too(tls_hub, certificates, tmp_path):
