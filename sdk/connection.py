@@ -47,7 +47,8 @@ from .frames import Confirmation, GameUpdate, Limits, Subscribe, Welcome
 from .gametable import GameTable
 from .models import Game, Prediction
 from .options import ConnectionOptions
-from .outbox import Outbox, OutboxEntry, default_outbox_path, outbox_file_name
+from .outbox import Outbox, OutboxEntry
+from .outbox_files import default_outbox_path, outbox_file_name
 from .reconnect import Decision, Fail, Fallback, ReconnectPolicy
 from .signing import Signer, WalletLike, hotkey_signer
 from .sqlite import DatabaseClosed

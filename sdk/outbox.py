@@ -10,9 +10,10 @@ every validator of its subnet (up to 64), and a SQLite connection plus a thread 
 validator cost more than the link itself. Rows are keyed per validator (and miner),
 so connections that name the same path share one :class:`Outbox`
 (:meth:`Outbox.shared`, reference-counted: the last connection to let go closes the
-file). The default file is one per miner hotkey (:func:`default_outbox_path`); files
-of older versions (one per miner and validator) still open, and a connection adopts
-the pending rows of the one next to its miner file (:meth:`Outbox.import_legacy`).
+file). The default file is one per miner hotkey
+(:func:`sdk.outbox_files.default_outbox_path`); files of older versions (one per
+miner and validator) still open, and a connection adopts the pending rows of the one
+next to its miner file (:meth:`Outbox.import_legacy`).
 ``":memory:"`` is private to whoever opens it (pass one :class:`Outbox` to several
 connections to share an in-memory one).
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from .codes import ConfirmationStatus
+from .outbox_files import (
+    outbox_file_name,
+)
 from .settlement import FINAL_OUTCOMES, payout
 from .sqlite import MEMORY, DatabaseClosed, GroupCommitDB
 
@@ -95,10 +98,6 @@ settle when their game ends."""
 
 _CONFIRMED_SQL = ", ".join(f"'{status}'" for status in sorted(CONFIRMED_STATUSES))
 
-_SS58 = r"[1-9A-HJ-NP-Za-km-z]{40,60}"
-_FILE_NAME = re.compile(rf"^(?P<miner>{_SS58})(-(?P<validator>{_SS58}))?\.sqlite3$")
-
-
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
     prediction_id: str
@@ -123,22 +122,6 @@ class OutboxEntry:
     @property
     def settled(self) -> bool:
         return self.outcome is not None
-
-
-def outbox_file_name(miner_hotkey: str, validator_hotkey: str | None = None) -> str:
-    """The outbox file of one miner (every validator's rows), or with
-    ``validator_hotkey`` the name older versions gave the file of one miner and one
-    validator (see :func:`parse_outbox_file_name`)."""
-    if validator_hotkey is None:
-        return f"{miner_hotkey}.sqlite3"
-    return f"{miner_hotkey}-{validator_hotkey}.sqlite3"
-
-
-def parse_outbox_file_name(name: str) -> tuple[str, str | None] | None:
-    """``(miner_hotkey, validator_hotkey)`` of a name made by :func:`outbox_file_name`
-    (``validator_hotkey`` None for a miner's file); None for any other file."""
-    match = _FILE_NAME.match(name)
-    return None if match is None else (match["miner"], match["validator"])
 
 
 def migrate_outbox(db: sqlite3.Connection) -> None:
@@ -175,18 +158,6 @@ def _primary_key(db: sqlite3.Connection) -> tuple[str, ...]:
 def _missing_result_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
     present = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
     return [(name, kind) for name, kind in _RESULT_COLUMNS if name not in present]
-
-
-def default_outbox_dir() -> Path:
-    """Where outboxes live by default (the user data dir)."""
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("bettensor-ws")) / "outbox"
-
-
-def default_outbox_path(miner_hotkey: str) -> Path:
-    """The default outbox of a miner: one file for all its validators."""
-    return default_outbox_dir() / outbox_file_name(miner_hotkey)
 
 
 _SHARED: dict[tuple[asyncio.AbstractEventLoop, str], Outbox] = {}

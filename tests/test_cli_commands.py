@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from agents.cli import app
 from agents.cli.common import CliError, parse_agent_options, parse_validators
 from agents.cli.main import main
-from sdk.outbox import Outbox, default_outbox_path, outbox_file_name
+from sdk.outbox import Outbox
+from sdk.outbox_files import default_outbox_path, outbox_file_name
 from sdk.signing import sign_receipt
 
 ALICE = Keypair.create_from_uri("//Alice")

@@ -19,7 +19,8 @@ from bittensor.keyfiles import Keypair
 
 from sdk.connection import ValidatorConnection
 from sdk.models import Game, Prediction
-from sdk.outbox import Outbox, outbox_file_name
+from sdk.outbox import Outbox
+from sdk.outbox_files import outbox_file_name
 from server_stub import HubConfig
 from server_stub.testing import LocalHub
 

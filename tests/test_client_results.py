@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from agents.cli import app
 from sdk.frames import GameUpdate
 from sdk.models import Game, Outcome, Prediction
-from sdk.outbox import Outbox, OutboxEntry, outbox_file_name
+from sdk.outbox import Outbox, OutboxEntry
+from sdk.outbox_files import outbox_file_name
 
 from .kit.games import future_game
 from .kit.keys import VALIDATOR, miner_key

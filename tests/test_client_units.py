@@ -16,13 +16,8 @@ from sdk.backoff import Backoff
 from sdk.channels import Channel, UpdateChannel, merge_updates
 from sdk.clocksync import ClockEstimator
 from sdk.frames import GameUpdate
-from sdk.outbox import (
-    COUNTED_STATUSES,
-    Outbox,
-    default_outbox_path,
-    outbox_file_name,
-    parse_outbox_file_name,
-)
+from sdk.outbox import COUNTED_STATUSES, Outbox
+from sdk.outbox_files import default_outbox_path, outbox_file_name, parse_outbox_file_name
 from sdk.pacing import TokenBucket
 from sdk.sqlite import DatabaseClosed
 from sdk.tracker import ApplyResult, StreamTracker

@@ -24,7 +24,8 @@ from agents.metrics import (
     serve_metrics,
 )
 from sdk.models import Outcome
-from sdk.outbox import Outbox, outbox_file_name
+from sdk.outbox import Outbox
+from sdk.outbox_files import outbox_file_name
 
 from .kit.games import future_game
 from .kit.keys import VALIDATOR

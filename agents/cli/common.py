@@ -176,7 +176,7 @@ def parse_validators(urls: list[str], hotkeys: list[str]) -> list[ValidatorEndpo
 
 def default_outbox_dir() -> Path:
     """Where ``ValidatorConnection`` keeps outboxes by default (the user data dir)."""
-    from sdk.outbox import default_outbox_dir as sdk_default
+    from sdk.outbox_files import default_outbox_dir as sdk_default
 
     return sdk_default()
 
@@ -184,7 +184,7 @@ def default_outbox_dir() -> Path:
 def outbox_path(directory: Path | None, miner_hotkey: str) -> Path:
     """The miner's outbox file, named as the SDK names it: one for all its validators,
     so the connections of one process share one file and one writer thread."""
-    from sdk.outbox import outbox_file_name
+    from sdk.outbox_files import outbox_file_name
 
     name = outbox_file_name(miner_hotkey)
     return (directory.expanduser() if directory is not None else default_outbox_dir()) / name

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sdk.outbox import COUNTED_STATUSES, Outbox, OutboxEntry, parse_outbox_file_name
+from sdk.outbox import COUNTED_STATUSES, Outbox, OutboxEntry
+from sdk.outbox_files import parse_outbox_file_name
 from sdk.results import DayResults, results_by_day
 from sdk.signing import verify_receipt
 
