@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sqlite3
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -48,7 +47,7 @@ from .gametable import GameTable
 from .models import Game, Prediction
 from .options import ConnectionOptions
 from .outbox import Outbox, OutboxEntry
-from .outbox_files import default_outbox_path, outbox_file_name
+from .outbox_files import default_outbox_path
 from .reconnect import Decision, Fail, Fallback, ReconnectPolicy
 from .signing import Signer, WalletLike, hotkey_signer
 from .sqlite import DatabaseClosed
@@ -173,7 +172,7 @@ class ValidatorConnection:
         else:
             path = self._outbox_spec or default_outbox_path(self.miner_hotkey)
             self.outbox = await Outbox.shared(path)
-            await self._adopt_legacy_outbox(self.outbox)
+            await self.outbox.import_legacy(self.miner_hotkey, self.validator_hotkey)
         self._submissions.outbox = self.outbox
         self._submissions.miner_hotkey = self.miner_hotkey
         if self._session is None:
@@ -216,23 +215,6 @@ class ValidatorConnection:
             self._session = None
         self._ready.set()
         self._table.synced.set()
-
-    async def _adopt_legacy_outbox(self, outbox: Outbox) -> None:
-        """A miner's file takes over the rows an older version kept in a file of its own
-        for this validator, so nothing pending there is forgotten."""
-        assert self.miner_hotkey is not None
-        path = outbox.path
-        if not isinstance(path, Path) or path.name != outbox_file_name(self.miner_hotkey):
-            return
-        try:
-            copied = await outbox.import_legacy(self.miner_hotkey, self.validator_hotkey)
-        except (sqlite3.Error, OSError) as exc:
-            log.warning("could not read the older outbox file of %s: %s",
-                        self.validator_hotkey, exc)
-            return
-        if copied:
-            log.info("adopted %d predictions from the older outbox file of %s",
-                     copied, self.validator_hotkey)
 
     # -- public state ---------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -40,6 +41,8 @@ from .outbox_files import (
 )
 from .settlement import FINAL_OUTCOMES, payout
 from .sqlite import MEMORY, DatabaseClosed, GroupCommitDB
+
+log = logging.getLogger("sdk.outbox")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -247,26 +250,33 @@ class Outbox:
         """Adopt the rows of the file an older version kept for this miner and validator
         next to this one (``<miner>-<validator>.sqlite3``), so its pending predictions
         are resent and its receipts stay readable here; the old file is then renamed
-        ``*.imported``. Returns the number of rows copied (0 when there is no such
-        file). Rows already here are kept as they are."""
-        if not isinstance(self.path, Path):
+        ``*.imported``. Only a miner's own file (:func:`outbox_file_name`) adopts. Returns
+        the number of rows copied (0 when there is no such file, or it cannot be read:
+        logged, since a connection must start all the same). Rows already here are kept
+        as they are."""
+        if not isinstance(self.path, Path) or self.path.name != outbox_file_name(miner_hotkey):
             return 0
         legacy = self.path.parent / outbox_file_name(miner_hotkey, validator_hotkey)
-        if legacy == self.path:
-            return 0
-        rows = await asyncio.to_thread(_read_rows, legacy)
-        if rows is None:
-            return 0
+        try:
+            rows = await asyncio.to_thread(_read_rows, legacy)
+            if rows is None:
+                return 0
 
-        def op(db: sqlite3.Connection) -> int:
-            placeholders = ", ".join("?" * len(_COLUMNS.split(",")))
-            before = db.total_changes
-            db.executemany(f"INSERT OR IGNORE INTO outbox ({_COLUMNS}) VALUES ({placeholders})",
-                           rows)
-            return db.total_changes - before
+            def op(db: sqlite3.Connection) -> int:
+                placeholders = ", ".join("?" * len(_COLUMNS.split(",")))
+                before = db.total_changes
+                db.executemany(f"INSERT OR IGNORE INTO outbox ({_COLUMNS})"
+                               f" VALUES ({placeholders})", rows)
+                return db.total_changes - before
 
-        copied = await self._db.submit(op)
-        await asyncio.to_thread(_retire, legacy)
+            copied = await self._db.submit(op)
+            await asyncio.to_thread(_retire, legacy)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("could not adopt the older outbox file %s: %s", legacy.name, exc)
+            return 0
+        if copied:
+            log.info("adopted %d predictions from the older outbox file %s", copied,
+                     legacy.name)
         return copied
 
     async def add(self, *, validator_hotkey: str, miner_hotkey: str, prediction: dict[str, Any],
