@@ -75,7 +75,8 @@ async function run(args) {
   client.on('close', ({ code, reason }) => emit('close', { code, reason }));
 
   emit('start', { miner: pair.address, validator: args.validator });
-  const firstUpdate = waitFor(client, 'game_update', () => true, timeoutMs);
+  let sawUpdate = false; // the snapshot may come in the same read as the welcome
+  client.once('game_update', () => { sawUpdate = true; });
   const welcome = await client.connect({ timeoutMs });
   emit('welcome', { session_id: welcome.session_id, protocol: welcome.protocol,
     validator_hotkey: welcome.validator_hotkey, server_time_ns: welcome.server_time_ns,
@@ -84,7 +85,7 @@ async function run(args) {
     if (welcome.validator_hotkey !== args.validator) {
       throw new CheckFailed(`the hub says it is ${welcome.validator_hotkey}`);
     }
-    await firstUpdate;
+    if (!sawUpdate) await waitFor(client, 'game_update', () => true, timeoutMs);
     const reply = waitFor(client, 'heartbeat', (_data, sample) => sample !== null, timeoutMs);
     client.heartbeat();
     await reply;
@@ -140,3 +141,5 @@ async function main() {
 }
 
 process.exitCode = await main();
+// bounded exit: a hub that never completes the close handshake does not keep us here
+setTimeout(() => process.exit(), 2000).unref();

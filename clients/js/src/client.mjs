@@ -82,6 +82,7 @@ export class MinerClient extends EventEmitter {
         socket.terminate();
       }, timeoutMs);
       socket.once('unexpected-response', (request, response) => {
+        const raw = request.socket; // detached from the request once the response ends
         const chunks = [];
         response.on('data', (chunk) => chunks.push(chunk));
         response.on('end', () => {
@@ -92,6 +93,7 @@ export class MinerClient extends EventEmitter {
           reject(new HubRefusal(response.statusCode, response.headers['x-bt-error'] ?? null,
             detail, retry === undefined ? null : Number(retry)));
           request.destroy();
+          raw?.destroy(); // the upgrade failed: nothing more will use this connection
         });
       });
       socket.once('error', (err) => { clearTimeout(timer); reject(err); });
