@@ -89,10 +89,12 @@ async def test_js_miner_submits_verifies_receipts_and_handles_a_rejection(tmp_pa
         welcome, = only(events, "welcome")
         assert welcome["validator_hotkey"] == VALIDATOR.ss58_address
         assert welcome["protocol"] == "bt-ws/1"
-        assert isinstance(welcome["server_time_ns"], str) and welcome["server_time_ns"].isdigit()
+        assert isinstance(welcome["server_time_ns"], str)
+        assert welcome["server_time_ns"].isdigit()
         snapshot = only(events, "game_update", snapshot=True)[0]
-        assert snapshot["games"] == 2 and snapshot["epoch"] == welcome["epoch"]
-        reply = [e for e in only(events, "heartbeat") if e["echo_ns"] is not None][0]
+        assert snapshot["games"] == 2
+        assert snapshot["epoch"] == welcome["epoch"]
+        reply = next(e for e in only(events, "heartbeat") if e["echo_ns"] is not None)
         assert int(reply["rtt_ns"]) > 0
 
         valid, = only(events, "receipt", label="valid")
