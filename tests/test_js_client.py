@@ -83,7 +83,9 @@ async def test_js_miner_submits_verifies_receipts_and_handles_a_rejection(tmp_pa
                         feed=games(), store_path=store) as local:
         code, events, stderr = await run_miner(
             "--url", f"{local.url}/ws", "--validator", VALIDATOR.ss58_address,
-            "--key", "//Bob", "--wager", "2.5", "--timeout", "20")
+            "--key", "//Bob", "--wager", "2.5", "--timeout", "20",
+            # URLSearchParams writes the comma as %2C: the hub still splits there (§2.4)
+            "--sports", "soccer,baseball")
         assert code == 0, (events, stderr)
         assert only(events, "done") == [{"event": "done", "ok": True}]
         welcome, = only(events, "welcome")
