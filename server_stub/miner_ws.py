@@ -80,7 +80,7 @@ class MinerWSHandler:
         # aiohttp refuses a frame whose size *reaches* max_msg_size; the announced
         # limit is the largest frame allowed, so allow exactly max_frame_bytes.
         ws = HubWebSocket(max_msg_size=self.config.max_frame_bytes + 1,
-                          compress=self.config.compress, autoping=True,
+                          compress=self.config.compress, autoping=False,
                           timeout=self.config.close_timeout_s)
         if not ws.can_prepare(request).ok:
             self.stats.handshake_refusals[426] += 1
@@ -165,6 +165,10 @@ class MinerWSHandler:
                     log.exception("error handling a frame from %s", session.hotkey)
                     self._send_error(session, ErrorCode.INTERNAL_ERROR,
                                      "the hub failed to handle this frame", None)
+            elif message.type is WSMsgType.PONG:  # autoping would swallow it: RTT
+                session.pong(message.data, time.monotonic_ns())
+            elif message.type is WSMsgType.PING:  # what autoping did
+                await ws.pong(message.data)
             elif message.type is WSMsgType.BINARY:
                 self._send_error(session, ErrorCode.MALFORMED_FRAME,
                                  "binary frames are not part of bt-ws/1; send JSON text", None)
