@@ -155,6 +155,15 @@ class MinerWSHandler:
                 session.reading = False
             if message.type in _END_TYPES:
                 break
+            # Control frames are handled here (autoping off: it would swallow the pong
+            # that times the round trip) and are no sign of life: a client that only
+            # pings is still dropped by the heartbeat timeout.
+            if message.type is WSMsgType.PING:
+                await ws.pong(message.data)  # what autoping does
+                continue
+            if message.type is WSMsgType.PONG:
+                session.pong(message.data, time.monotonic_ns())
+                continue
             session.last_received = time.monotonic()
             if session.closing:
                 break
@@ -165,10 +174,6 @@ class MinerWSHandler:
                     log.exception("error handling a frame from %s", session.hotkey)
                     self._send_error(session, ErrorCode.INTERNAL_ERROR,
                                      "the hub failed to handle this frame", None)
-            elif message.type is WSMsgType.PONG:  # autoping would swallow it: RTT
-                session.pong(message.data, time.monotonic_ns())
-            elif message.type is WSMsgType.PING:  # what autoping did
-                await ws.pong(message.data)
             elif message.type is WSMsgType.BINARY:
                 self._send_error(session, ErrorCode.MALFORMED_FRAME,
                                  "binary frames are not part of bt-ws/1; send JSON text", None)
