@@ -57,7 +57,7 @@ import aiohttp
 from agents import AgentRunner, ValueAgent
 from bench import common
 from sdk.connection import ConnectionState, ValidatorConnection
-from sdk.models import Game
+from sdk.models import Game, ns_value
 from sdk.options import ConnectionOptions
 
 # The fault-injecting TCP proxy of the client tests, imported from there (not copied):
@@ -693,7 +693,7 @@ class _Soak:
         result.missing_at_hub = sorted(set(confirmed) - set(stored))
         result.orphans_at_hub = sorted(set(stored) - set(confirmed))
         for key, receipt in confirmed.items():
-            if key in stored and receipt.get("received_at_ns") != stored[key]:
+            if key in stored and ns_value(receipt.get("received_at_ns")) != stored[key]:
                 result.receipt_mismatches.append(
                     f"{key[1]}: receipt at {receipt.get('received_at_ns')}, stored "
                     f"{stored[key]}")

@@ -9,6 +9,7 @@ from .connection import ConnectionState, ValidatorConnection
 from .errors import (
     AuthenticationError,
     BettensorWSError,
+    CanonicalizationError,
     CertificateError,
     ConnectionClosedError,
     DeregisteredError,
@@ -57,6 +58,7 @@ __all__ = [
     "AuthenticationError",
     "Backoff",
     "BettensorWSError",
+    "CanonicalizationError",
     "CertificateError",
     "CloseCode",
     "Confirmation",

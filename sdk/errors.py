@@ -7,6 +7,7 @@ Catch the family you care about::
 
     BettensorWSError
     ├── ProtocolError              a frame that breaks the wire contract
+    │   └── CanonicalizationError  a value with no RFC 8785 form (also a ValueError)
     ├── PredictionRejected         the hub (or the local pre-check) refused a prediction
     ├── ReceiptError               a receipt whose validator signature does not verify
     ├── SigningError               the wallet cannot sign
@@ -57,6 +58,15 @@ class ProtocolError(BettensorWSError):
                  ref: str | None = None) -> None:
         super().__init__(message, code=code)
         self.ref = ref
+
+
+class CanonicalizationError(ProtocolError, ValueError):
+    """A value has no canonical form (RFC 8785): NaN or an infinity, an integer beyond
+    ±(2**53 - 1), a lone surrogate, a non-string key, a type JSON does not have. Such a
+    value cannot be signed, and a signature over it never verifies."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=ErrorCode.MALFORMED_FRAME)
 
 
 class PredictionRejected(BettensorWSError):

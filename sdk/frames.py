@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .codes import PROTOCOL_VERSION, ConfirmationStatus, ErrorCode
 from .errors import ProtocolError
-from .models import FiniteFloat, Game, Prediction
+from .models import FiniteFloat, Game, NsTimestamp, Prediction
 
 _FRAME_CONFIG = ConfigDict(extra="ignore", frozen=True)
 
@@ -59,7 +59,7 @@ class Welcome(Frame):
     session_id: str
     validator_hotkey: str
     protocol: str = PROTOCOL_VERSION
-    server_time_ns: int
+    server_time_ns: NsTimestamp
     heartbeat_interval_s: FiniteFloat
     epoch: str
     seq: int
@@ -127,7 +127,7 @@ class Confirmation(Frame):
     status: ConfirmationStatus
     code: str
     message: str
-    received_at_ns: int
+    received_at_ns: NsTimestamp
     miner_hotkey: str
     validator_hotkey: str
     signature: str = ""
@@ -146,8 +146,8 @@ class Heartbeat(Frame):
 
     TYPE: ClassVar[str] = "heartbeat"
 
-    time_ns: int
-    echo_ns: int | None = None
+    time_ns: NsTimestamp
+    echo_ns: NsTimestamp | None = None
 
 
 class Subscribe(Frame):

@@ -1,7 +1,8 @@
 """JSON text written by orjson where it is byte for byte what ``json.dumps`` writes.
 
-Canonical bytes (PROTOCOL.md §5: of a receipt, of a prediction) and the compact text
-of a confirmation are defined as ``json.dumps`` output. orjson writes the same bytes
+The compact text of a confirmation frame is defined as ``json.dumps`` output (its
+signature covers the RFC 8785 bytes of the values, :mod:`sdk.canonical`, not this
+text). orjson writes the same bytes
 for a flat dict of strings, ints, bools, None and floats of magnitude 1e-4 to 1e16 or
 zero (same escapes, keys sorted by code point with ``OPT_SORT_KEYS``, floats as the
 shortest repr that round-trips, as Python's ``repr``) about ten times faster. Outside
@@ -19,7 +20,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["canonical_json", "compact_json", "orjson_writes_as_json", "storage_json"]
+__all__ = ["compact_json", "orjson_writes_as_json", "storage_json"]
 
 _EXACT_TYPES = frozenset({str, int, bool, type(None)})
 
@@ -42,18 +43,6 @@ def orjson_writes_as_json(obj: Any) -> bool:
         elif kind not in _EXACT_TYPES:
             return False
     return True
-
-
-def canonical_json(obj: Any) -> bytes:
-    """``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-    allow_nan=False).encode("utf-8")``, with the same errors."""
-    if orjson_writes_as_json(obj):
-        try:
-            return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
-        except orjson.JSONEncodeError:
-            pass  # an int beyond 64 bits or a lone surrogate: json decides
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
 
 
 def compact_json(obj: Any) -> str:

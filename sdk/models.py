@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     field_validator,
     model_validator,
 )
@@ -48,6 +49,24 @@ def as_utc(value: datetime) -> datetime:
 # has three odds per game (bench/client.py: SDK CPU per update).
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+
+NsTimestamp = Annotated[int, Field(ge=-(2**63), lt=2**63),
+                        PlainSerializer(str, return_type=str, when_used="json")]
+"""Nanoseconds since the Unix epoch: an int in Python, a decimal string on the wire.
+
+About 1.8e18 is beyond 2**53, so a JSON number would lose its last digits in any
+parser that reads numbers as doubles (JavaScript's, RFC 8785's), and a receipt rebuilt
+from them would no longer verify. A number is still accepted on input."""
+
+
+def ns_value(value: object) -> int | None:
+    """An ``*_ns`` value read from JSON as an int: a decimal string (what the wire
+    carries) or an int; None for anything else."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit():
+        return int(value)
+    return None
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 
 _MODEL_CONFIG = ConfigDict(extra="ignore", frozen=True, ser_json_inf_nan="null")

@@ -1,7 +1,7 @@
 """Canonical bytes and hotkey signatures for predictions and receipts.
 
-Canonical bytes: UTF-8 JSON of the object with sorted keys and separators ``,``
-and ``:`` (no spaces), non-ASCII characters kept as UTF-8. Signatures are
+Canonical bytes: the object in the JSON Canonicalization Scheme (RFC 8785,
+:mod:`sdk.canonical`), which any language can reproduce. Signatures are
 ``0x``-prefixed hex over those bytes, made by the hotkey (sr25519 by default) and
 verifiable with ``bittensor.keyfiles.Keypair(ss58_address=...).verify``.
 
@@ -20,8 +20,8 @@ from bittensor import Signer
 from bittensor.keyfiles import Keypair
 from bittensor.signing import WalletLike
 
+from .canonical import canonical_json
 from .errors import SigningError
-from .jsontext import canonical_json
 
 __all__ = [
     "Signer",
@@ -61,9 +61,11 @@ def hotkey_signer(wallet: WalletLike) -> Signer:
 
 
 def sign_object(signer: Signer, obj: Any) -> str:
-    """Sign the canonical bytes of ``obj``; returns ``0x``-hex."""
+    """Sign the canonical bytes of ``obj``; returns ``0x``-hex. Raises
+    :class:`CanonicalizationError` when ``obj`` has no canonical form."""
+    message = canonical_bytes(obj)
     try:
-        signature = signer.sign(canonical_bytes(obj))
+        signature = signer.sign(message)
     except Exception as exc:  # signers are pluggable (hardware, remote): any failure
         raise SigningError(f"signing failed: {exc}") from exc
     if not isinstance(signature, bytes | bytearray):

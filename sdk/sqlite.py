@@ -126,6 +126,11 @@ class GroupCommitDB:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def queued(self) -> int:
+        """Operations waiting for the writer (not yet in a batch)."""
+        return self._queue.qsize() if self._queue is not None else 0
+
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._connect)

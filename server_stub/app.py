@@ -16,6 +16,7 @@ from sdk.signing import Signer
 from .bettensor import BettensorBook, BettensorGameFeed, ValidatorDatabase
 from .clock import HubClock
 from .config import HubConfig
+from .dashboard import dashboard_routes
 from .feed import GameFeed
 from .http_api import HUB_KEY, METRICS_KEY, routes
 from .hub import Hub
@@ -70,6 +71,7 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
     metrics.register(StatsCollector(hub.stats, lambda: _gauges(hub, validator_db)))
     app[METRICS_KEY] = metrics
     app.add_routes(routes(hub))
+    app.add_routes(dashboard_routes(config.dashboard))
     app.cleanup_ctx.append(_hub_lifecycle)
     app.on_shutdown.append(_stop_hub)
     return app

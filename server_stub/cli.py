@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .config import HubConfig
+from .config import DashboardAccess, HubConfig
 
 if TYPE_CHECKING:
     from bittensor.keyfiles import Keypair
@@ -249,6 +249,9 @@ def serve(
     admin_hotkey: Annotated[list[str] | None, typer.Option(
         "--admin-hotkey", help="Extra hotkey allowed to POST /admin/games (repeatable).")]
     = None,
+    dashboard: Annotated[DashboardAccess, typer.Option(
+        "--dashboard", help="Live operator page at GET /: local (loopback and "
+        "--trusted-proxy peers only), public (anyone), or off.")] = DashboardAccess.LOCAL,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the hub until SIGINT/SIGTERM (then 1001 to every miner and a store flush)."""
@@ -280,7 +283,7 @@ def serve(
                            store_synchronous=store_sync.value.upper(), freeze_gc=True,
                            admin_hotkeys=frozenset(admin_hotkey or []),
                            bettensor_db=bettensor_db, bettensor_poll_s=bettensor_poll,
-                           bettensor_indexes=bettensor_indexes,
+                           bettensor_indexes=bettensor_indexes, dashboard=dashboard,
                            **admission_limits(connects_per_minute, connect_burst,
                                               upgrades_per_second, upgrade_burst,
                                               trusted_proxy or []))
@@ -293,6 +296,8 @@ def serve(
     ws, http = ("wss", "https") if ssl_context else ("ws", "http")
     typer.echo(f"  miners connect to {ws}://{host}:{port}/ws   "
                f"health: {http}://{host}:{port}/ws/health")
+    if dashboard is not DashboardAccess.OFF:
+        typer.echo(f"  dashboard ({dashboard.value}): {http}://{host}:{port}/")
     typer.echo(f"  store {store_path}   feed {feed or 'none'}   registry "
                f"{type(registry).__name__}")
     sys.stdout.flush()

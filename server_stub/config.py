@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sdk.validation import DEFAULT_DAILY_WAGER_LIMIT, DEFAULT_ODDS_TOLERANCE
+
+
+class DashboardAccess(StrEnum):
+    """Who may open the operator's dashboard (``GET /``, :mod:`server_stub.dashboard`)."""
+
+    OFF = "off"
+    """Not served (404)."""
+    LOCAL = "local"
+    """Loopback peers and ``trusted_proxies`` only (403 for anyone else)."""
+    PUBLIC = "public"
+    """Anyone who can reach the port."""
 
 
 class HubConfig(BaseModel):
@@ -67,3 +79,5 @@ class HubConfig(BaseModel):
     (tests, notebooks) and on in ``bt-validator-stub serve``."""
     compress: bool = True
     """Accept permessage-deflate when the miner offers it."""
+    dashboard: DashboardAccess = DashboardAccess.LOCAL
+    """Who may see the live dashboard at ``GET /`` (a proxy in front must guard it too)."""

@@ -16,7 +16,7 @@ from sdk.frames import GameUpdate, PredictionFrame, load_json, parse_prediction_
 from sdk.models import Game
 
 from .auth import HubHTTPError
-from .http_errors import error_response, parse_stream_query
+from .http_errors import error_response, json_response, parse_stream_query
 from .hub import Hub
 from .intake import Confirmed, Pending, RateLimited, ShuttingDown, Unidentified
 
@@ -41,7 +41,7 @@ def routes(hub: Hub) -> list[web.RouteDef]:
 
 
 async def handle_health(request: web.Request) -> web.Response:
-    return web.json_response(request.app[HUB_KEY].health())
+    return json_response(request.app[HUB_KEY].health())
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
@@ -82,7 +82,7 @@ async def handle_admin_games(request: web.Request) -> web.Response:
     except HubHTTPError as error:
         return _refusal(hub, error)
     record = hub.publish(games)
-    return web.json_response({"epoch": hub.stream.epoch, "seq": hub.stream.seq,
+    return json_response({"epoch": hub.stream.epoch, "seq": hub.stream.seq,
                               "changed": 0 if record is None else len(record.games)})
 
 
@@ -122,11 +122,11 @@ async def handle_predictions(request: web.Request) -> web.Response:
         parsed = exc
     outcome = await hub.intake.accept_prediction(hotkey, parsed, rate_checked=False)
     if isinstance(outcome, Pending):
-        return web.json_response(await outcome.confirmation)  # a failed write: 500
+        return json_response(await outcome.confirmation)  # a failed write: 500
     if isinstance(outcome, Confirmed):
-        return web.json_response(outcome.data)
+        return json_response(outcome.data)
     if isinstance(outcome, Unidentified):
-        return web.json_response({"error": outcome.code, "detail": outcome.message},
+        return json_response({"error": outcome.code, "detail": outcome.message},
                                  status=400)
     if isinstance(outcome, RateLimited):
         return error_response(HubHTTPError(429, ErrorCode.RATE_LIMITED,
@@ -156,8 +156,8 @@ async def handle_games(request: web.Request) -> web.Response:
         await hub.wait_for_update(hub.stream.seq, remaining)
         missed = hub.stream.missed_updates(epoch, since, flt)
     updates: list[GameUpdate] = [hub.stream.snapshot_update(flt)] if missed is None else missed
-    return web.json_response({"epoch": hub.stream.epoch, "seq": hub.stream.seq,
-                              "server_time_ns": hub.clock.now_ns(),
+    return json_response({"epoch": hub.stream.epoch, "seq": hub.stream.seq,
+                              "server_time_ns": str(hub.clock.now_ns()),
                               "updates": [update.model_dump(mode="json") for update in updates]})
 
 

@@ -21,6 +21,7 @@ from sdk.models import Game
 from sdk.signing import Signer
 from sdk.validation import Rules
 
+from .activity import PredictionActivity
 from .admission import Admission
 from .clock import HubClock
 from .config import HubConfig
@@ -58,7 +59,8 @@ class Hub:
         self.health_sections: dict[str, Callable[[], dict[str, Any]]] = {}
         """Extra parts of ``GET /ws/health`` by name (e.g. the Bettensor database)."""
         self.clock = clock or HubClock()
-        self.stats = HubStats()
+        self.stats = HubStats(activity=PredictionActivity(
+            now=lambda: self.clock.now_ns() / 1e9))  # "today" is the wager day's
         self.stream = GameStream(config.history_size)
         self.rules = Rules(odds_tolerance=config.odds_tolerance,
                            daily_wager_limit=config.daily_wager_limit)
@@ -148,6 +150,9 @@ class Hub:
                     alive.append(session)
             self.sessions.send_to(alive, SharedFrame(Heartbeat(time_ns=self.clock.now_ns())
                                                      .encode()))
+            ping_ns = time.monotonic_ns()  # the dashboard's RTT (MinerSession.ping)
+            for session in alive:
+                session.ping(ping_ns)
 
     # -- games ------------------------------------------------------------------------
 

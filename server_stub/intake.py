@@ -109,6 +109,7 @@ class PredictionIntake:
         """The signed rejection of a prediction frame over the WebSocket message rate
         (no stored-duplicate lookup: PROTOCOL.md §7.5)."""
         self._stats.predictions[ConfirmationStatus.REJECTED] += 1
+        self._stats.activity.record(hotkey, ConfirmationStatus.REJECTED, ErrorCode.RATE_LIMITED)
         return self._desk.rejection(
             hotkey, prediction_id, ErrorCode.RATE_LIMITED,
             f"more than {messages_per_second:g} messages/s; resend later")
@@ -120,8 +121,9 @@ class PredictionIntake:
             # the miner's pending submit resolves (only when its id could be read: ref
             # is the frame type otherwise, not a prediction id)
             self._stats.predictions[ConfirmationStatus.REJECTED] += 1
-            return Confirmed(await self._desk.reject(hotkey, error.ref, str(error.code),
-                                                     error.message))
+            data = await self._desk.reject(hotkey, error.ref, str(error.code), error.message)
+            self._stats.activity.record(hotkey, data["status"], data["code"])
+            return Confirmed(data)
         self._stats.errors[str(error.code)] += 1
         return Unidentified(str(error.code), error.message, error.ref)
 
@@ -131,4 +133,6 @@ class PredictionIntake:
             log.error("storing prediction %s of %s failed: %r", pid, hotkey,
                       None if done.cancelled() else done.exception())
             return
-        self._stats.predictions[done.result()["status"]] += 1
+        data = done.result()
+        self._stats.predictions[data["status"]] += 1
+        self._stats.activity.record(hotkey, data["status"], data["code"])

@@ -80,7 +80,7 @@ class MinerWSHandler:
         # aiohttp refuses a frame whose size *reaches* max_msg_size; the announced
         # limit is the largest frame allowed, so allow exactly max_frame_bytes.
         ws = HubWebSocket(max_msg_size=self.config.max_frame_bytes + 1,
-                          compress=self.config.compress, autoping=True,
+                          compress=self.config.compress, autoping=False,
                           timeout=self.config.close_timeout_s)
         if not ws.can_prepare(request).ok:
             self.stats.handshake_refusals[426] += 1
@@ -155,6 +155,15 @@ class MinerWSHandler:
                 session.reading = False
             if message.type in _END_TYPES:
                 break
+            # Control frames are handled here (autoping off: it would swallow the pong
+            # that times the round trip) and are no sign of life: a client that only
+            # pings is still dropped by the heartbeat timeout.
+            if message.type is WSMsgType.PING:
+                await ws.pong(message.data)  # what autoping does
+                continue
+            if message.type is WSMsgType.PONG:
+                session.pong(message.data, time.monotonic_ns())
+                continue
             session.last_received = time.monotonic()
             if session.closing:
                 break

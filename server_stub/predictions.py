@@ -81,7 +81,7 @@ class PredictionDesk:
             "status": str(status),
             "code": str(code),
             "message": message,
-            "received_at_ns": received_at_ns,
+            "received_at_ns": str(received_at_ns),  # a string: PROTOCOL.md §3.5
             "miner_hotkey": miner_hotkey,
             "validator_hotkey": self.validator_hotkey,
         }

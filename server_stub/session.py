@@ -8,9 +8,11 @@ is kept); a frame that does not fit in the queue marks the miner as a slow
 consumer and the hub closes it (4008). So :meth:`MinerSession.send` never blocks
 and one stalled miner can never stall a broadcast.
 
-aiohttp's own writer then only ever sends control frames (pong, close), each in
-one synchronous ``transport.write``: it can never interleave with a frame written
-here, and nothing is written here once its close frame has been sent.
+The hub's pings (:meth:`MinerSession.ping`, timing the round trip) are complete
+frames written the same way. aiohttp's own writer then only ever sends control frames
+(pong, close), each in one synchronous ``transport.write``: it can never interleave
+with a frame written here, and nothing is written here once its close frame has been
+sent.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -32,6 +35,10 @@ from .stream import GameFilter
 log = logging.getLogger("server_stub.session")
 
 _FLUSH_POLL_S = 0.02
+_PING = struct.Struct("!Q")
+_PING_PAYLOAD = _PING.pack
+_PING_UNPACK = _PING.unpack
+_PING_BYTES = _PING.size
 
 
 class SessionOwner(Protocol):
@@ -62,10 +69,10 @@ class MinerSession:
 
     # Slots: the hub holds one per connection, and idle connections should cost
     # little more than aiohttp's own (bench/memory.py).
-    __slots__ = ("_cancel_read", "_drainer", "_high_water", "_owner", "_queue", "_queue_size",
-                 "_read_ended", "_reader", "_stopping", "_transport", "_waiting", "_writer",
-                 "close_task", "closing", "deflate", "game_filter", "hotkey", "last_received",
-                 "reading", "request", "session_id", "ws")
+    __slots__ = ("_cancel_read", "_drainer", "_high_water", "_owner", "_ping_ns", "_queue",
+                 "_queue_size", "_read_ended", "_reader", "_stopping", "_transport", "_waiting",
+                 "_writer", "close_task", "closing", "connected_at", "deflate", "game_filter",
+                 "hotkey", "last_received", "reading", "request", "rtt_s", "session_id", "ws")
 
     def __init__(self, *, ws: web.WebSocketResponse, request: web.Request,
                  writer: AbstractStreamWriter, hotkey: str, session_id: str,
@@ -83,6 +90,11 @@ class MinerSession:
         """The negotiated deflate window bits (0: no compression)."""
         self.closing = False
         self.last_received = time.monotonic()
+        self.connected_at = self.last_received
+        """``time.monotonic()`` of the upgrade (the dashboard's "connected since")."""
+        self.rtt_s: float | None = None
+        """Round trip of the last answered ping (None: none answered yet)."""
+        self._ping_ns = 0  # monotonic_ns carried by the ping awaiting its pong (0: none)
         self.reading = False  # the read loop is idle in receive()
         self._reader: asyncio.Task[Any] | None = None  # the task of the read loop, while it runs
         self._cancel_read = False  # stop_reading cancelled that task
@@ -138,6 +150,29 @@ class MinerSession:
             return False
         queue.append(data)
         return True
+
+    def ping(self, now_ns: int) -> bool:
+        """Send an RFC 6455 ping carrying ``now_ns`` (monotonic) to time its pong; every
+        WebSocket client answers one by itself. Only onto an idle socket: behind queued
+        frames it would time the queue (and a congested miner is not pinged at all)."""
+        if self.closing or self._stopping or self._queue is not None:
+            return False
+        transport = self._transport
+        if (transport.get_write_buffer_size() > self._high_water or self.ws.closed
+                or transport.is_closing()):
+            return False
+        transport.write(wsframes.frame(_PING_PAYLOAD(now_ns), opcode=wsframes.OP_PING))
+        self._ping_ns = now_ns
+        return True
+
+    def pong(self, payload: bytes, now_ns: int) -> None:
+        """A pong arrived: when it answers the last ping, its round trip is ``rtt_s``.
+        An unsolicited pong (RFC 6455 allows one as a heartbeat) or an older ping's is
+        ignored, so a miner cannot report a round trip it did not make."""
+        if self._ping_ns and len(payload) == _PING_BYTES \
+                and _PING_UNPACK(payload)[0] == self._ping_ns:
+            self.rtt_s = (now_ns - self._ping_ns) / 1e9
+            self._ping_ns = 0
 
     async def _drain_queue(self, queue: deque[bytes]) -> None:
         """Write the queued frames as the socket drains; end when none is left."""

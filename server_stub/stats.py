@@ -11,6 +11,8 @@ from typing import TypeVar
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .activity import PredictionActivity
+
 Label = TypeVar("Label", str, int)
 
 
@@ -26,6 +28,8 @@ class HubStats:
     handshake_refusals: Counter[int] = field(default_factory=Counter)
     closes: Counter[int] = field(default_factory=Counter)
     broadcasts: int = 0
+    activity: PredictionActivity = field(default_factory=PredictionActivity)
+    """Predictions per miner today and per minute (the dashboard's)."""
 
     @property
     def uptime_s(self) -> float:

@@ -161,6 +161,11 @@ class PredictionStore:
     def committed_ops(self) -> int:
         return self._db.committed_ops
 
+    @property
+    def queued(self) -> int:
+        """Writes and reads waiting for the writer thread."""
+        return self._db.queued
+
     async def open(self) -> PredictionStore:
         await self._db.open()
         return self

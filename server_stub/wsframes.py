@@ -21,6 +21,7 @@ import struct
 import zlib
 
 __all__ = [
+    "OP_PING",
     "OP_TEXT",
     "SharedFrame",
     "deflate",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 OP_TEXT = 0x1
+OP_PING = 0x9
 _FIN = 0x80
 _RSV1 = 0x40
 _TRAILER = b"\x00\x00\xff\xff"

@@ -153,7 +153,7 @@ async def test_an_accepted_prediction_is_the_row_the_validators_intake_writes(st
     row = prediction_rows(validator_db)[prediction.prediction_id]
     assert row == {
         "prediction_id": prediction.prediction_id, "game_id": 101, "miner_uid": 7,
-        "prediction_date": prediction_date(receipt["received_at_ns"]),
+        "prediction_date": prediction_date(int(receipt["received_at_ns"])),
         "predicted_outcome": 2, "predicted_odds": 3.3, "team_a": "Home 101",
         "team_b": "Away 101", "wager": 12.5, "team_a_odds": 2.1, "team_b_odds": 3.4,
         "tie_odds": 3.3, "model_name": "m1", "confidence_score": 0.6, "outcome": 3,
@@ -209,7 +209,7 @@ async def test_duplicates_across_both_paths(start_hub, validator_db):
     duplicate = await submit(ws, BOB, again)
     assert duplicate["status"] == "duplicate"
     since_epoch = received - datetime(1970, 1, 1, tzinfo=UTC)
-    assert duplicate["received_at_ns"] == since_epoch // timedelta(microseconds=1) * 1000
+    assert duplicate["received_at_ns"] == str(since_epoch // timedelta(microseconds=1) * 1000)
     # a prediction that came through the hub: the resend gets the original receipt
     prediction = game_prediction(games["101"])
     first = await submit(ws, BOB, prediction)
@@ -327,7 +327,7 @@ async def test_fifty_miners_beside_a_validator_writing_the_same_file(start_hub, 
     accepted = {pid: data for pid, data in answers if data["status"] == "accepted"}
     assert len(accepted) > 200, statuses
     for pid, data in accepted.items():
-        assert rows[pid]["prediction_date"] == prediction_date(data["received_at_ns"])
+        assert rows[pid]["prediction_date"] == prediction_date(int(data["received_at_ns"]))
     hub_rows = {pid for pid, row in rows.items() if row["miner_uid"] != 999}
     assert hub_rows == set(accepted)  # none lost, none extra (ids are the primary key)
     assert int(written.split("transactions=")[1].split()[0]) > 50

@@ -76,7 +76,7 @@ def _prediction(game_id: str, wager: float, outcome: int = 0) -> dict:
 
 def _receipt(prediction_id: str, status: str, code: str) -> dict:
     receipt = {"prediction_id": prediction_id, "status": status, "code": code,
-               "message": status, "received_at_ns": 1_700_000_000_000_000_000,
+               "message": status, "received_at_ns": "1700000000000000000",
                "miner_hotkey": BOB.ss58_address, "validator_hotkey": ALICE.ss58_address}
     receipt["signature"] = sign_receipt(ALICE, receipt)
     return receipt

@@ -49,7 +49,7 @@ async def check_delivery(running, conn, predictions, results) -> dict[str, int]:
         assert_verified_receipt(confirmation, BOB.ss58_address)
         stored = rows[prediction.prediction_id]
         assert stored["miner_hotkey"] == BOB.ss58_address
-        assert stored["receipt"]["received_at_ns"] == confirmation.received_at_ns
+        assert stored["receipt"]["received_at_ns"] == str(confirmation.received_at_ns)
         statuses[confirmation.status] = statuses.get(confirmation.status, 0) + 1
     counts = await conn.outbox.counts(conn.validator_hotkey)
     assert "pending" not in counts

@@ -12,7 +12,7 @@ import pytest
 from bittensor.keyfiles import Keypair
 
 from sdk.codes import ConfirmationStatus
-from sdk.errors import SigningError
+from sdk.errors import CanonicalizationError, SigningError
 from sdk.frames import Confirmation, PredictionFrame, encode_frame, parse_frame
 from sdk.models import Prediction
 from sdk.signing import (
@@ -100,7 +100,7 @@ def test_canonical_bytes_independent_of_key_order():
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_canonical_bytes_refuses_non_finite(bad):
-    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+    with pytest.raises(ValueError, match="not a JSON number"):
         canonical_bytes({"wager": bad})
 
 
@@ -316,7 +316,8 @@ def test_ed25519_needs_explicit_crypto_type():
 
 
 def test_sign_object_errors_are_signing_errors(alice):
-    with pytest.raises(SigningError, match="signing failed"):
+    # what cannot be canonicalized is the object's fault, not the signer's
+    with pytest.raises(CanonicalizationError, match="not a JSON number"):
         sign_object(alice, {"a": math.nan})
 
     class Broken:

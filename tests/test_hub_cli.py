@@ -45,6 +45,9 @@ async def test_dev_hub_serves_a_miner_and_ctrl_c_sends_1001(tmp_path):
                     await asyncio.sleep(0.05)
             assert health["status"] == "ok"
             assert health["games"] > 0
+            async with session.get(f"http://127.0.0.1:{port}/") as response:
+                assert response.status == 200  # the dashboard, local by default
+                assert "/dashboard/dashboard.js" in await response.text()
             headers = http_auth.sign(miner_key("Bob"), method="GET", path="/ws",
                                      receiver_ss58=VALIDATOR.ss58_address)
             ws = await session.ws_connect(f"http://127.0.0.1:{port}/ws", headers=headers)
@@ -105,5 +108,12 @@ def test_help_explains_the_flags():
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0
     for flag in ("--wallet.name", "--validator-uri", "--allowlist", "--netuid",
-                 "--subtensor.network", "--store", "--feed", "--heartbeat", "--dev"):
+                 "--subtensor.network", "--store", "--feed", "--heartbeat", "--dev",
+                 "--dashboard"):
         assert flag in result.output
+
+
+def test_dashboard_takes_off_local_or_public_only():
+    result = CliRunner().invoke(app, ["serve", "--dev", "--dashboard", "everyone"])
+    assert result.exit_code == 2
+    assert "everyone" in result.output

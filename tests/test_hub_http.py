@@ -131,7 +131,7 @@ async def test_get_games_snapshot_then_updates_after_since(start_hub):
     assert status == 200
     assert data["epoch"] == running.hub.stream.epoch
     assert data["seq"] == 1
-    assert abs(data["server_time_ns"] - time.time_ns()) < 5 * 10**9
+    assert abs(int(data["server_time_ns"]) - time.time_ns()) < 5 * 10**9
     [snapshot] = data["updates"]
     assert snapshot["snapshot"] is True
     assert [g["game_id"] for g in snapshot["games"]] == ["g1"]
@@ -289,3 +289,18 @@ async def test_metrics_serve_prometheus_text(start_hub):
     assert ("bt_hub_store_commits", ()) in samples
     assert ("bt_hub_nonce_store_entries", ()) in samples
     assert ("bt_hub_queued_frames", ()) in samples
+
+
+async def test_http_bodies_are_compact_json_like_frames(start_hub):
+    """PROTOCOL.md conventions: every JSON body is compact, as frames are."""
+    running = await start_hub()
+    async with running.session.get(running.url("/ws/health")) as response:
+        text = await response.text()
+    assert response.status == 200
+    assert text.startswith('{"')
+    assert '": ' not in text
+    assert ', "' not in text
+    async with running.session.get(running.url("/games")) as response:  # unsigned: 401
+        text = await response.text()
+    assert response.status == 401
+    assert text == json.dumps(json.loads(text), separators=(",", ":"))

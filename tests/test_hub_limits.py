@@ -37,7 +37,7 @@ async def assert_alive(ws, key=None, timeout: float = 5.0) -> None:
     stamp = time.time_ns()
     await send_frame(ws, "heartbeat", {"time_ns": stamp})
     reply = await receive_type(ws, "heartbeat", timeout=timeout)
-    assert reply["data"]["echo_ns"] == stamp
+    assert reply["data"]["echo_ns"] == str(stamp)
 
 
 # -- malformed frames --------------------------------------------------------------------
@@ -134,7 +134,7 @@ async def test_oversize_frame_closes_with_1009_and_spares_others(start_hub):
     text = '{"type":"heartbeat","data":{"time_ns":1,"pad":"' + padding + '"}}'
     assert len(text) == 2048
     await big.send_str(text)
-    assert (await receive_type(big, "heartbeat"))["data"]["echo_ns"] == 1
+    assert (await receive_type(big, "heartbeat"))["data"]["echo_ns"] == "1"
     # ...one byte more is not.
     await big.send_str(text.replace('"pad":"', '"pad":"y'))
     code, _ = await receive_close(big)
@@ -169,7 +169,7 @@ async def test_flood_gets_rate_limited_then_closed_with_4029(start_hub):
     assert code == 4029
     echoes = [f["data"]["echo_ns"] for f in frames if f["type"] == "heartbeat"]
     errors = [f["data"] for f in frames if f["type"] == "error"]
-    assert echoes == [1, 2, 3]  # the burst
+    assert echoes == ["1", "2", "3"]  # the burst
     assert len(errors) == 4  # one per tolerated strike, then the close
     assert {e["code"] for e in errors} == {"rate_limited"}
     assert {e["ref"] for e in errors} == {"heartbeat"}

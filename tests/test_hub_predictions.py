@@ -57,9 +57,10 @@ def assert_receipt(data: dict[str, Any], miner: str = BOB.ss58_address) -> None:
     assert data["miner_hotkey"] == miner
     assert data["validator_hotkey"] == VALIDATOR.ss58_address
     assert data["signature"].startswith("0x")
+    assert data["received_at_ns"].isdigit()  # a string: PROTOCOL.md §3.5
     assert verify_receipt(data, VALIDATOR.ss58_address)
     assert not verify_receipt(data, miner)  # pinned to the validator, not just any key
-    assert not verify_receipt({**data, "received_at_ns": data["received_at_ns"] + 1},
+    assert not verify_receipt({**data, "received_at_ns": str(int(data["received_at_ns"]) + 1)},
                               VALIDATOR.ss58_address)
 
 
@@ -235,6 +236,30 @@ async def test_prediction_signed_by_another_hotkey_is_bad_signature(start_hub):
     assert rows(running.store_path) == []
     # Properly signed, the same prediction goes through.
     assert (await submit(ws, BOB, prediction))["status"] == "accepted"
+
+
+async def test_a_signature_covers_values_however_the_numbers_are_spelled(start_hub):
+    """RFC 8785 (PROTOCOL.md §5.1): a client that signs ``"wager":25`` and sends
+    ``25.0`` or ``2.5e1`` (or the reverse) is accepted, as a JavaScript client would be;
+    a wrapped ``<Bytes>`` signature too (§5.2)."""
+    from sdk.canonical import canonical_json
+
+    running, ws = await miner_with_games(start_hub, GAME)
+    for index, spelling in enumerate(("25", "25.0", "2.5e1")):
+        wire = _base(wager=25.0).wire()
+        signature = sign_prediction(BOB, {**wire, "wager": 25})
+        text = json.dumps({"type": "prediction", "data": {"prediction": wire,
+                                                          "signature": signature}})
+        text = text.replace('"wager": 25.0', '"wager": ' + spelling)
+        assert ('"wager": ' + spelling) in text
+        await ws.send_str(text)
+        data = await confirmation_for(ws, wire["prediction_id"])
+        assert (index, data["status"]) == (index, "accepted"), data
+    wire = _base(wager=1.0).wire()
+    wrapped = "0x" + BOB.sign(b"<Bytes>" + canonical_json(wire) + b"</Bytes>").hex()
+    await send_frame(ws, "prediction", {"prediction": wire, "signature": wrapped})
+    assert (await confirmation_for(ws, wire["prediction_id"]))["status"] == "accepted"
+    assert len(rows(running.store_path)) == 4
 
 
 async def test_daily_wager_limit_accumulates_and_counts_only_accepted(start_hub):

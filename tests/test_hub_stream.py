@@ -56,7 +56,8 @@ async def test_welcome_has_every_contract_field_then_snapshot(start_hub):
     assert data["session_id"] == running.hub.sessions[BOB.ss58_address].session_id
     assert data["validator_hotkey"] == VALIDATOR.ss58_address
     assert data["protocol"] == "bt-ws/1"
-    assert before <= data["server_time_ns"] <= after
+    assert isinstance(data["server_time_ns"], str)  # PROTOCOL.md §3.2: beyond 2**53
+    assert before <= int(data["server_time_ns"]) <= after
     assert data["heartbeat_interval_s"] == 7.5
     assert isinstance(data["epoch"], str)
     assert data["epoch"] == running.hub.stream.epoch
@@ -375,8 +376,8 @@ async def test_heartbeat_gets_an_immediate_echo(start_hub):
     await send_frame(ws, "heartbeat", {"time_ns": sent})
     reply = await receive_json(ws, timeout=2.0)
     assert reply["type"] == "heartbeat"
-    assert reply["data"]["echo_ns"] == sent
-    assert abs(reply["data"]["time_ns"] - time.time_ns()) < 5 * 10**9
+    assert reply["data"]["echo_ns"] == str(sent)
+    assert abs(int(reply["data"]["time_ns"]) - time.time_ns()) < 5 * 10**9
 
 
 async def test_hub_sends_heartbeats_and_drops_a_silent_miner(start_hub):

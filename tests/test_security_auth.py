@@ -79,7 +79,7 @@ async def assert_alive(ws: RawWS, stamp: int) -> None:
     await ws.send_json("heartbeat", {"time_ns": stamp})
     for _ in range(50):
         frame = await ws.recv_json()
-        if frame["type"] == "heartbeat" and frame["data"]["echo_ns"] == stamp:
+        if frame["type"] == "heartbeat" and frame["data"]["echo_ns"] == str(stamp):
             return
     raise AssertionError("no echo")
 

@@ -138,7 +138,7 @@ class Answer:
     ref: Any = ...
     pid: str | None = None
     statuses: frozenset[str] | None = None
-    echo: int | None = None
+    echo: str | None = None
 
 
 def error(code: str, ref: Any = ...) -> Answer:
@@ -152,7 +152,7 @@ def expected(probe: Probe, stored: dict[str, int]) -> list[Answer]:
     if 850 <= probe.depth <= 2000:
         # Near the decoder's recursion limit, which depends on the stack depth of the
         # caller: the hub may or may not decode it.
-        return [error("malformed_frame", None), Answer("heartbeat", echo=5)]
+        return [error("malformed_frame", None), Answer("heartbeat", echo="5")]
     try:
         envelope = json.loads(probe.payload.decode("utf-8"))
     except (ValueError, RecursionError):
@@ -188,17 +188,29 @@ def _int_like(value: Any) -> bool | None:
     return None
 
 
+def _ns_like(value: Any) -> bool | None:
+    """``_int_like`` for a ``*_ns`` field, which must also fit in 64 bits."""
+    verdict = _int_like(value)
+    if verdict is False:
+        return False
+    try:
+        number = int(value.strip()) if isinstance(value, str) else int(value)
+    except ValueError:
+        return verdict
+    return verdict if -(2**63) <= number < 2**63 else False
+
+
 def expected_heartbeat(data: dict[str, Any]) -> list[Answer]:
     fail = error("malformed_frame", "heartbeat")
     if "time_ns" not in data:
         return [fail]
-    time_ok = _int_like(data["time_ns"])
+    time_ok = _ns_like(data["time_ns"])
     echo = data.get("echo_ns")
-    echo_ok = True if echo is None else _int_like(echo)
+    echo_ok = True if echo is None else _ns_like(echo)
     if time_ok is False or echo_ok is False:
         return [fail]
-    if time_ok and echo_ok:
-        return [Answer("heartbeat", echo=data["time_ns"])]
+    if time_ok and echo_ok:  # the hub echoes the value as a decimal string
+        return [Answer("heartbeat", echo=str(data["time_ns"]))]
     return [Answer("heartbeat"), fail]
 
 
@@ -584,9 +596,9 @@ def _is_noise(frame: dict[str, Any]) -> bool:
 @dataclass
 class FuzzTarget:
     ws: RawWS
-    stored: dict[str, int] = field(default_factory=dict)  # pid -> received_at_ns
+    stored: dict[str, str] = field(default_factory=dict)  # pid -> received_at_ns
     counts: Counter[str] = field(default_factory=Counter)
-    sentinel: int = -(10**40)
+    sentinel: int = -(2**62)  # far from any fuzzed stamp, and within int64
 
     async def exchange(self, probe: Probe) -> None:
         answers = expected(probe, self.stored)
@@ -598,7 +610,7 @@ class FuzzTarget:
         frames = []
         while True:
             frame = await self.ws.recv_json(timeout=10.0)
-            if frame["type"] == "heartbeat" and frame["data"].get("echo_ns") == self.sentinel:
+            if frame["type"] == "heartbeat" and frame["data"].get("echo_ns") == str(self.sentinel):
                 break
             if not _is_noise(frame):
                 frames.append(frame)
@@ -664,7 +676,7 @@ async def test_fuzzed_frames_on_one_live_connection(start_hub, bystanders, caplo
     assert running.hub.stats.errors["internal_error"] == 0
     # exactly the accepted predictions are stored, once each, with their receipts
     rows = await asyncio.to_thread(stored_predictions, running.store_path, BOB.ss58_address)
-    assert {pid: row["received_at_ns"] for (_, pid), row in rows.items()} == target.stored
+    assert {pid: str(row["received_at_ns"]) for (_, pid), row in rows.items()} == target.stored
     assert all(verify_receipt(row["receipt"], VALIDATOR.ss58_address) for row in rows.values())
     assert_no_crash_logs(crash_records(caplog))
     ws.abort()
@@ -676,7 +688,7 @@ async def assert_fuzzed_alive(ws: RawWS) -> None:
     await ws.send_json("heartbeat", {"time_ns": 424242})
     for _ in range(1000):
         frame = await ws.recv_json()
-        if frame["type"] == "heartbeat" and frame["data"].get("echo_ns") == 424242:
+        if frame["type"] == "heartbeat" and frame["data"].get("echo_ns") == "424242":
             return
     raise AssertionError("the fuzzed connection does not answer")
 
@@ -754,7 +766,7 @@ async def test_fragmented_messages_are_reassembled(start_hub, bystanders, caplog
         while _is_noise(frame):
             frame = await ws.recv_json()
         assert frame["type"] == "heartbeat", (name, frame)
-        assert frame["data"]["echo_ns"] == stamp, (name, frame)
+        assert frame["data"]["echo_ns"] == str(stamp), (name, frame)
         assert len(ws.pongs) - before == (len(pieces) - 1 if pings else 0), name
     # a fragmented binary message is still a binary message
     await ws.send_raw(fragmented(OP_BINARY, [b"ab", b"", b"cd"]))
@@ -825,7 +837,7 @@ async def test_websocket_protocol_violations_close_only_that_connection(start_hu
         assert close_code == 1002
     else:  # what aiohttp does
         assert frame["type"] == "heartbeat", frame
-        assert frame["data"]["echo_ns"] == 99, frame
+        assert frame["data"]["echo_ns"] == "99", frame
     ws.abort()
     await bystander.stop()
     await eventually(lambda: DAVE.ss58_address not in running.hub.sessions)

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from sdk.models import ns_value
 from sdk.outbox import COUNTED_STATUSES, Outbox, OutboxEntry
 from sdk.outbox_files import parse_outbox_file_name
 from sdk.results import DayResults, results_by_day
@@ -42,8 +43,8 @@ class OutboxReport:
     def latest(self, limit: int) -> list[OutboxEntry]:
         def when(entry: OutboxEntry) -> int:
             receipt = entry.receipt or {}
-            value = receipt.get("received_at_ns")
-            return value if isinstance(value, int) else entry.created_ns
+            value = ns_value(receipt.get("received_at_ns"))
+            return value if value is not None else entry.created_ns
 
         return sorted(self.entries, key=when)[-limit:][::-1]
 
@@ -158,7 +159,7 @@ def _table(report: OutboxReport, limit: int) -> Table:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for entry in report.latest(limit):
         receipt = entry.receipt or {}
-        at = receipt.get("received_at_ns") or entry.created_ns
+        at = ns_value(receipt.get("received_at_ns")) or entry.created_ns
         when = datetime.fromtimestamp(at / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
         status = entry.status if entry.status != "rejected" else f"rejected: {entry.code}"
         style = {"accepted": "green", "duplicate": "yellow", "pending": "cyan"}.get(

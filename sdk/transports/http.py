@@ -24,6 +24,7 @@ from yarl import URL
 from ..backoff import Backoff
 from ..errors import HandshakeError
 from ..frames import GameUpdate
+from ..models import ns_value
 from ..outbox import OutboxEntry
 from ..tasks import TaskSet
 from .base import LinkContext, retry_after
@@ -110,9 +111,10 @@ class HttpFallbackTransport:
                 await asyncio.sleep(self._backoff.delay(failures, wait))
                 continue
             failures = 0
-            if isinstance(body.get("server_time_ns"), int):
+            server_time_ns = ns_value(body.get("server_time_ns"))
+            if server_time_ns is not None:
                 # a rough sample, used only until a welcome or an echo gives a better one
-                ctx.inbound.clock.add_rough(body["server_time_ns"], time.time_ns())
+                ctx.inbound.clock.add_rough(server_time_ns, time.time_ns())
             for raw in body.get("updates", []):
                 try:
                     update = GameUpdate.model_validate(raw)

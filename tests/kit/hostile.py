@@ -209,6 +209,7 @@ class RawWS:
         self.writer = writer
         self.response = response
         self.pongs: list[bytes] = []
+        self.pings: list[bytes] = []
         RawWS._open.append(self)
 
     @classmethod
@@ -284,7 +285,8 @@ class RawWS:
                     return opcode, b"".join(parts)
 
     async def recv_json(self, timeout: float = 5.0) -> dict[str, Any]:
-        """The next JSON text frame (pongs are collected, a close raises)."""
+        """The next JSON text frame (pongs are collected, pings collected and answered,
+        a close raises)."""
         deadline = time.monotonic() + timeout
         while True:
             opcode, payload = await self.recv_frame(max(0.0, deadline - time.monotonic()))
@@ -292,6 +294,9 @@ class RawWS:
                 return json.loads(payload)
             if opcode == OP_PONG:
                 self.pongs.append(payload)
+            elif opcode == OP_PING:  # the hub times its round trip: answer like a client
+                self.pings.append(payload)
+                self.writer.write(build_frame(OP_PONG, payload))  # no drain: never block
             elif opcode == OP_CLOSE:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
                 raise ConnectionClosed(code, payload[2:].decode("utf-8", "replace"))
