@@ -3,6 +3,10 @@ WebSocket upgrade or an HTTP API call (shutdown, per-address rate, btauth/1 sign
 and nonce, miner registry, connect rate, connection limit), plus the per-hotkey
 message rate and the strikes that end a WebSocket flooding it.
 
+With several hubs (``nonce_guard``, :mod:`server_stub.backplane.nonces`) a nonce is
+also claimed in Redis once every other check has passed, so the same signed headers
+are admitted by one hub only. Rate limits stay per hub.
+
 A refusal is a :class:`~server_stub.auth.HubHTTPError`: the caller answers it with
 :func:`~server_stub.http_errors.error_response`, never with a socket.
 """
@@ -17,6 +21,8 @@ from aiohttp import web
 from sdk.codes import ErrorCode
 
 from .auth import BoundedNonceStore, GatedNonceStore, HubHTTPError, authenticate
+from .backplane.nonces import SharedNonces
+from .backplane.redis_link import BackplaneUnavailable
 from .config import HubConfig
 from .forwarded import client_address
 from .http_errors import retry_after_seconds
@@ -28,17 +34,23 @@ __all__ = ["Admission"]
 STRIKE_WINDOW_S = 10.0
 """Strikes refill so that ``rate_limit_strikes`` of them last this long."""
 
+BACKPLANE_RETRY_AFTER_S = 2.0
+"""``Retry-After`` of the 503 answered while the shared nonce store does not answer."""
+
 
 class Admission:
     """The admission checks and rate limiters of one hub.
 
     ``sessions`` is the hub's live table of connected hotkeys: the connection limit
     counts it, and a hotkey already in it may always replace its own connection.
+    ``nonce_guard``: the nonces of every hub of the validator (None: this hub's only).
     """
 
     def __init__(self, config: HubConfig, *, validator_hotkey: str, registry: MinerRegistry,
-                 sessions: Mapping[str, object]) -> None:
+                 sessions: Mapping[str, object],
+                 nonce_guard: SharedNonces | None = None) -> None:
         self.config = config
+        self.nonce_guard = nonce_guard
         self.validator_hotkey = validator_hotkey
         self.registry = registry
         self._sessions = sessions
@@ -68,15 +80,15 @@ class Admission:
         """May post games: the validator's own hotkey or a configured admin hotkey."""
         return hotkey == self.validator_hotkey or hotkey in self.config.admin_hotkeys
 
-    def admit_miner(self, request: web.Request, body: bytes = b"", *,
-                    limit_address: bool = False) -> str:
+    async def admit_miner(self, request: web.Request, body: bytes = b"", *,
+                          limit_address: bool = False) -> str:
         """Every check before an HTTP API call of a miner; returns its hotkey.
 
         ``limit_address`` applies the per-address connect limit before the signature
         is even checked (upgrades only: the HTTP fallback of many miners behind one
         address is limited per hotkey instead)."""
-        hotkey = self._authenticate(request, body, self._miner_nonces,
-                                    limit_address=limit_address)
+        hotkey, nonce = self._authenticate(request, body, self._miner_nonces,
+                                           limit_address=limit_address)
         decision = self.registry.check(hotkey)
         if decision is Decision.BLACKLISTED:
             raise HubHTTPError(403, ErrorCode.BLACKLISTED, "this hotkey is blacklisted")
@@ -86,20 +98,23 @@ class Admission:
         if decision is Decision.UNAVAILABLE:
             raise HubHTTPError(503, ErrorCode.SHUTTING_DOWN,
                                "miner registry not loaded yet", retry_after=10.0)
+        await self._claim_shared(hotkey, nonce)
         return hotkey
 
-    def admit_admin(self, request: web.Request, body: bytes) -> str:
+    async def admit_admin(self, request: web.Request, body: bytes) -> str:
         """The checks of ``POST /admin/games``: a valid signature of the validator or an
         admin hotkey (the miner registry plays no part); returns the hotkey."""
-        hotkey = self._authenticate(request, body, self._admin_nonces, limit_address=False)
+        hotkey, nonce = self._authenticate(request, body, self._admin_nonces,
+                                           limit_address=False)
         if not self.is_admin(hotkey):
             raise HubHTTPError(403, ErrorCode.FORBIDDEN,
                                "only the validator's own hotkey or an admin hotkey may post games")
+        await self._claim_shared(hotkey, nonce)
         return hotkey
 
-    def admit_connection(self, request: web.Request) -> str:
+    async def admit_connection(self, request: web.Request) -> str:
         """Every check before a WebSocket upgrade; returns the miner's hotkey."""
-        hotkey = self.admit_miner(request, limit_address=True)
+        hotkey = await self.admit_miner(request, limit_address=True)
         now = time.monotonic()
         if not self.connect_limit_by_hotkey.allow(hotkey, now):
             raise HubHTTPError(429, ErrorCode.RATE_LIMITED, "too many connects for this hotkey",
@@ -126,8 +141,24 @@ class Admission:
         """Count one rate-limited WebSocket frame; False once the strikes are used up."""
         return self.strikes.allow(hotkey, time.monotonic())
 
+    async def _claim_shared(self, hotkey: str, nonce: int) -> None:
+        """Claim the nonce at every hub: a replay of headers another hub admitted is a
+        401; when Redis does not answer, 503 (fail closed: admitting would let the same
+        headers in at every hub)."""
+        if self.nonce_guard is None:
+            return
+        try:
+            first = await self.nonce_guard.claim(hotkey, nonce)
+        except BackplaneUnavailable:
+            raise HubHTTPError(503, ErrorCode.SHUTTING_DOWN,
+                               "replay protection unavailable: the backplane does not answer",
+                               retry_after=BACKPLANE_RETRY_AFTER_S) from None
+        if not first:
+            raise HubHTTPError(401, ErrorCode.REPLAYED_REQUEST,
+                               "this nonce was already accepted from this hotkey")
+
     def _authenticate(self, request: web.Request, body: bytes, nonces: GatedNonceStore, *,
-                      limit_address: bool) -> str:
+                      limit_address: bool) -> tuple[str, int]:
         if self.closed:
             raise HubHTTPError(503, ErrorCode.SHUTTING_DOWN, "hub is shutting down",
                                retry_after=self.config.shutdown_retry_after_s)
@@ -138,7 +169,8 @@ class Admission:
                                    "too many requests from this address",
                                    retry_after=retry_after_seconds(
                                        self.connect_limit_by_address.retry_after(address)))
-        return authenticate(
+        caller = authenticate(
             request.headers, body, method=request.method, path=request.raw_path,
             validator_hotkey=self.validator_hotkey, nonce_store=nonces,
             max_age=self.config.auth_max_age_s, allowed_skew=self.config.auth_allowed_skew_s)
+        return caller.hotkey_ss58, caller.nonce_ns

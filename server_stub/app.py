@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from sdk.signing import Signer
 
+from .backplane.shared_auth import SharedAuth
 from .bettensor import BettensorBook, BettensorGameFeed, ValidatorDatabase
 from .clock import HubClock
 from .config import HubConfig
@@ -27,6 +28,7 @@ from .store import PredictionStore
 _MIN_BODY_BYTES = 1024 * 1024
 
 BETTENSOR_DB_KEY: web.AppKey[ValidatorDatabase] = web.AppKey("bettensor_db", ValidatorDatabase)
+SHARED_AUTH_KEY: web.AppKey[SharedAuth] = web.AppKey("shared_auth", SharedAuth)
 
 
 def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | None = None,
@@ -59,10 +61,16 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
                              daily_limit=config.daily_wager_limit)
         feed = BettensorGameFeed(validator_db, clock_now=clock.now)
         config = config.model_copy(update={"tick_interval_s": config.bettensor_poll_s})
+    shared = SharedAuth.from_config(config, signer.ss58_address)
     hub = Hub(config, signer=signer, registry=registry, store=store, feed=feed, clock=clock,
-              book=book, uid_of=None if book is None else registry.uid)
+              book=book, uid_of=None if book is None else registry.uid,
+              nonce_guard=shared.nonces if shared else None,
+              presence=shared.presence if shared else None)
     app = web.Application(client_max_size=max(_MIN_BODY_BYTES, config.max_frame_bytes))
     app[HUB_KEY] = hub
+    if shared is not None:
+        app[SHARED_AUTH_KEY] = shared
+        hub.health_sections["shared_auth"] = shared.health
     if validator_db is not None:
         app[BETTENSOR_DB_KEY] = validator_db
         hub.health_sections["bettensor_db"] = functools.partial(_bettensor_health,
@@ -87,7 +95,11 @@ async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
         except BaseException:
             await hub.store.close()
             raise
-    await hub.start()
+    try:
+        await hub.start()
+    except BaseException:
+        await _close_shared_auth(app)
+        raise
     if hub.config.freeze_gc:
         # Everything alive now (imported modules, bittensor, pydantic schemas) lives as
         # long as the hub: exempt it from garbage collection so a full collection scans
@@ -96,6 +108,13 @@ async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
         gc.freeze()
     yield
     await hub.stop()
+    await _close_shared_auth(app)
+
+
+async def _close_shared_auth(app: web.Application) -> None:
+    shared = app.get(SHARED_AUTH_KEY)
+    if shared is not None:
+        await shared.close()
 
 
 async def _stop_hub(app: web.Application) -> None:

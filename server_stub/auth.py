@@ -98,8 +98,9 @@ _STATUS_BY_ERROR: tuple[tuple[type[http_auth.AuthError], int, ErrorCode], ...] =
 def authenticate(headers: Mapping[str, str], body: bytes, *, method: str, path: str,
                  validator_hotkey: str, nonce_store: BoundedNonceStore | GatedNonceStore,
                  max_age: float = http_auth.DEFAULT_MAX_AGE,
-                 allowed_skew: float = http_auth.DEFAULT_ALLOWED_SKEW) -> str:
-    """Verify ``btauth/1`` headers; return the caller's hotkey or raise HubHTTPError.
+                 allowed_skew: float = http_auth.DEFAULT_ALLOWED_SKEW) -> http_auth.Caller:
+    """Verify ``btauth/1`` headers; return the caller (hotkey and nonce) or raise
+    HubHTTPError.
 
     ``path`` is the request target as sent (path and query, undecoded).
     """
@@ -122,4 +123,4 @@ def authenticate(headers: Mapping[str, str], body: bytes, *, method: str, path: 
         raise HubHTTPError(401, ErrorCode.UNAUTHORIZED, str(exc)) from None
     except (ValueError, TypeError, UnicodeError) as exc:
         raise HubHTTPError(400, ErrorCode.MALFORMED_REQUEST, f"bad auth headers: {exc}") from None
-    return caller.hotkey_ss58
+    return caller

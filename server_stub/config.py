@@ -72,6 +72,12 @@ class HubConfig(BaseModel):
     bettensor_indexes: bool = False
     """Add the hub's indexes to the validator's ``predictions`` table (see
     :data:`server_stub.bettensor.schema.HUB_INDEXES`)."""
+    backplane_url: str | None = None
+    """``redis://...``: share with the other hubs of this validator what must be shared
+    (replay protection, one connection per hotkey: :mod:`server_stub.backplane`).
+    None: this hub alone, nothing leaves the process."""
+    redis_prefix: str | None = None
+    """Prefix of every Redis key of this validator's hubs; None: ``bt-ws:<validator ss58>``."""
     admin_hotkeys: frozenset[str] = frozenset()
     """Hotkeys besides the validator's own allowed to POST /admin/games."""
     freeze_gc: bool = False

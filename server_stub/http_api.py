@@ -73,7 +73,7 @@ async def handle_admin_games(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     try:
         body = await _read_body(request)
-        hub.admission.admit_admin(request, body)
+        await hub.admission.admit_admin(request, body)
         if hub.config.bettensor_db is not None:
             raise HubHTTPError(403, ErrorCode.FORBIDDEN,
                                "this hub serves the games of its Bettensor validator's "
@@ -111,7 +111,7 @@ async def handle_predictions(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     try:
         body = await _read_body(request)
-        hotkey = hub.admission.admit_miner(request, body)
+        hotkey = await hub.admission.admit_miner(request, body)
     except HubHTTPError as error:
         return _refusal(hub, error)
     hub.stats.messages_in["http_prediction"] += 1
@@ -141,7 +141,7 @@ async def handle_games(request: web.Request) -> web.Response:
     ``timeout`` seconds for one), or a snapshot when the gap cannot be replayed."""
     hub = request.app[HUB_KEY]
     try:
-        hub.admission.admit_miner(request, await _read_body(request))
+        await hub.admission.admit_miner(request, await _read_body(request))
         epoch, since, flt = parse_stream_query(request)
         timeout = _timeout(request, hub.config.long_poll_timeout_s)
     except HubHTTPError as error:

@@ -23,6 +23,8 @@ from sdk.validation import Rules
 
 from .activity import PredictionActivity
 from .admission import Admission
+from .backplane.nonces import SharedNonces
+from .backplane.presence import Presence, PresenceClaim
 from .clock import HubClock
 from .config import HubConfig
 from .feed import GameFeed, feed_games
@@ -45,10 +47,13 @@ class Hub:
     def __init__(self, config: HubConfig, *, signer: Signer, registry: MinerRegistry,
                  store: PredictionStore, feed: GameFeed | None = None,
                  clock: HubClock | None = None, book: PredictionBook | None = None,
-                 uid_of: UidLookup | None = None) -> None:
+                 uid_of: UidLookup | None = None, nonce_guard: SharedNonces | None = None,
+                 presence: Presence | None = None) -> None:
         """``book``: where accepted predictions are recorded (default: ``store``);
         ``uid_of``: the miners' UIDs, when the book needs them (every prediction of a
-        hotkey without one is then rejected)."""
+        hotkey without one is then rejected); ``nonce_guard`` and ``presence``: replay
+        protection and one connection per hotkey across the hubs of this validator
+        (:mod:`.backplane`; None: this hub alone, as without a backplane)."""
         self.config = config
         self.signer = signer
         self.validator_hotkey: str = signer.ss58_address
@@ -69,13 +74,15 @@ class Hub:
         self.sessions = SessionTable(stream=self.stream, stats=self.stats,
                                      close_timeout_s=config.close_timeout_s)
         self.admission = Admission(config, validator_hotkey=self.validator_hotkey,
-                                   registry=registry, sessions=self.sessions)
+                                   registry=registry, sessions=self.sessions,
+                                   nonce_guard=nonce_guard)
+        self.presence = presence
         self.intake = PredictionIntake(desk=self.desk, admission=self.admission,
                                        stats=self.stats)
         self.miner_ws = MinerWSHandler(
             config, validator_hotkey=self.validator_hotkey, admission=self.admission,
             sessions=self.sessions, stream=self.stream, intake=self.intake, clock=self.clock,
-            stats=self.stats)
+            stats=self.stats, presence=presence)
         self._tasks: set[asyncio.Task[None]] = set()
         self._update_event = asyncio.Event()
 
@@ -92,6 +99,8 @@ class Hub:
             self.stream.apply(stored)
         if self.feed is not None:
             self.publish(await feed_games(self.feed.initial_games()))
+        if self.presence is not None:
+            await self.presence.start(self._on_presence, lambda: list(self.sessions))
         await self.registry.start(self.sessions.close_deregistered)
         self._spawn(self._heartbeat_loop(), "heartbeats")
         if self.feed is not None:
@@ -106,6 +115,8 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.presence is not None:
+            await self.presence.stop()
         await self.registry.stop()
         if self.book is not self.store:
             await self.book.close()  # what is in flight reaches it (and the store)
@@ -122,6 +133,12 @@ class Hub:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("hub task %s died", task.get_name(), exc_info=task.exception())
+
+    def _on_presence(self, claim: PresenceClaim) -> None:
+        """A connection was made at some hub: close ours of that hotkey if older."""
+        assert self.presence is not None
+        self.sessions.close_superseded(claim.hotkey, claim.generation,
+                                       elsewhere=claim.hub_id != self.presence.hub_id)
 
     async def _feed_loop(self) -> None:
         assert self.feed is not None

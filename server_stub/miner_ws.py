@@ -31,6 +31,7 @@ from sdk.frames import (
 
 from .admission import Admission
 from .auth import HubHTTPError
+from .backplane.presence import Presence
 from .clock import HubClock
 from .config import HubConfig
 from .http_errors import error_response, parse_stream_query
@@ -60,7 +61,8 @@ class MinerWSHandler:
 
     def __init__(self, config: HubConfig, *, validator_hotkey: str, admission: Admission,
                  sessions: SessionTable, stream: GameStream, intake: PredictionIntake,
-                 clock: HubClock, stats: HubStats) -> None:
+                 clock: HubClock, stats: HubStats, presence: Presence | None = None) -> None:
+        """``presence``: one connection per hotkey across hubs (None: on this hub)."""
         self.config = config
         self.validator_hotkey = validator_hotkey
         self.admission = admission
@@ -69,10 +71,11 @@ class MinerWSHandler:
         self.intake = intake
         self.clock = clock
         self.stats = stats
+        self.presence = presence
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
-            hotkey = self.admission.admit_connection(request)
+            hotkey = await self.admission.admit_connection(request)
             epoch, since, flt = parse_stream_query(request)
         except HubHTTPError as refusal:
             self.stats.handshake_refusals[refusal.status] += 1
@@ -98,12 +101,19 @@ class MinerWSHandler:
             self.stats.errors["upgrade_aborted"] += 1
             log.info("connection of %s lost during the WebSocket upgrade", hotkey)
             return web.Response(status=499, reason="Client Closed Request")
-        previous = self.sessions.get(hotkey)
-        if previous is not None:
-            self.sessions.close(previous, CloseCode.REPLACED,
+        generation = await self.presence.claim(hotkey) if self.presence is not None else None
+        if self.admission.closed:  # stop() began while the claim was in flight
+            self.sessions.close(session, CloseCode.GOING_AWAY, "hub shutting down")
+        elif self._superseded(hotkey, generation):
+            self.sessions.close(session, CloseCode.REPLACED,
                                 "replaced by a newer connection of this hotkey")
-        self.sessions.add(session)
-        self._greet(session, epoch, since)
+        else:
+            previous = self.sessions.get(hotkey)
+            if previous is not None:
+                self.sessions.close(previous, CloseCode.REPLACED,
+                                    "replaced by a newer connection of this hotkey")
+            self.sessions.add(session, generation)
+            self._greet(session, epoch, since)
         # The read loop runs in this task (not one of its own: a task per connection
         # costs memory); a close stops it first and then runs the full close handshake
         # (see MinerSession.stop_reading).
@@ -124,6 +134,14 @@ class MinerWSHandler:
             self.sessions.remove(session)
             await session.stop_sender()
         return ws
+
+    def _superseded(self, hotkey: str, generation: int | None) -> bool:
+        """A newer connection of ``hotkey`` claimed presence (at any hub) while this
+        one's claim was in flight: this one is closed at once with 4001."""
+        if self.presence is None or generation is None:
+            return False
+        newest = self.presence.newest(hotkey)
+        return newest is not None and newest > generation
 
     def _greet(self, session: MinerSession, epoch: str | None, since: int | None) -> None:
         missed = self.stream.missed_updates(epoch, since, session.game_filter)

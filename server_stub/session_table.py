@@ -2,7 +2,9 @@
 hotkey, grouped by game filter so a broadcast serialises and frames each update once
 per filter (:class:`~server_stub.wsframes.SharedFrame`), and the close handshakes in
 flight (slow consumer 4008, deregistered 4003, replaced, shutdown...), each in a task
-the table owns until it ends."""
+the table owns until it ends. With several hubs (:mod:`server_stub.backplane.presence`)
+each session also has the generation of its connection, and a newer generation of its
+hotkey at any hub closes it with 4001."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class SessionTable(Mapping[str, MinerSession]):
         self.stats = stats
         self._close_timeout_s = close_timeout_s
         self._sessions: dict[str, MinerSession] = {}
+        self._generations: dict[str, int] = {}  # hotkey -> presence generation, if any
         self._groups: dict[GameFilter, set[MinerSession]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         # Snapshot frames of the stream's current version, per filter: miners that
@@ -58,9 +61,14 @@ class SessionTable(Mapping[str, MinerSession]):
 
     # -- membership -------------------------------------------------------------------
 
-    def add(self, session: MinerSession) -> None:
-        """Enter a new session (its hotkey's previous one must be closed first)."""
+    def add(self, session: MinerSession, generation: int | None = None) -> None:
+        """Enter a new session (its hotkey's previous one must be closed first);
+        ``generation``: its presence claim across hubs, when there is one."""
         self._sessions[session.hotkey] = session
+        if generation is None:
+            self._generations.pop(session.hotkey, None)
+        else:
+            self._generations[session.hotkey] = generation
         self._groups.setdefault(session.game_filter, set()).add(session)
         self.stats.connections_total += 1
         self.stats.active_connections = len(self._sessions)
@@ -69,6 +77,7 @@ class SessionTable(Mapping[str, MinerSession]):
         """Take a session out (idempotent; a newer session of its hotkey stays)."""
         if self._sessions.get(session.hotkey) is session:
             del self._sessions[session.hotkey]
+            self._generations.pop(session.hotkey, None)
         self._leave_group(session)
         self.stats.active_connections = len(self._sessions)
 
@@ -155,6 +164,26 @@ class SessionTable(Mapping[str, MinerSession]):
             self.close(session, code, reason, drain=drain)
         if self._closing:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
+
+    def generation(self, hotkey: str) -> int | None:
+        """The presence generation of ``hotkey``'s open session (None: no session, or
+        it was admitted while the backplane was unreachable)."""
+        return self._generations.get(hotkey)
+
+    def close_superseded(self, hotkey: str, generation: int, *, elsewhere: bool) -> bool:
+        """A connection of ``hotkey`` with ``generation`` was made (at another hub when
+        ``elsewhere``): close the local session with 4001 if it is older. A session
+        without a generation counts as older. True when one was closed."""
+        session = self._sessions.get(hotkey)
+        if session is None:
+            return False
+        mine = self._generations.get(hotkey)
+        if mine is not None and mine >= generation:
+            return False
+        where = " at another hub" if elsewhere else ""
+        self.close(session, CloseCode.REPLACED,
+                   f"replaced by a newer connection of this hotkey{where}")
+        return True
 
     async def close_deregistered(self, hotkeys: set[str]) -> None:
         """The registry's removal callback: close those miners with 4003."""
