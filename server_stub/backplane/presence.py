@@ -114,7 +114,9 @@ class Presence:
         self._local_hotkeys = local_hotkeys
         try:
             self._pubsub = await self._subscribe()
+            await self._reconcile()  # sessions open before a restart of the presence
         except self._errors as exc:
+            await self._drop_pubsub()
             raise BackplaneUnavailable(f"cannot subscribe to {self.channel}: {exc!r}") from exc
         self._task = asyncio.create_task(self._listen(), name="presence")
 
