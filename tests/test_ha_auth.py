@@ -22,6 +22,7 @@ from bittensor.keyfiles import Keypair
 
 from sdk.errors import ReplacedError
 from sdk.models import Prediction
+from server_stub.backplane.presence import PresenceClaim, parse_claim
 from server_stub.backplane.redis_link import BackplaneUnavailable
 from server_stub.testing import LocalHub, brisk_config
 
@@ -258,6 +259,29 @@ async def test_concurrent_connects_of_one_hotkey_on_two_hubs_leave_exactly_one(h
         for reader in readers:
             await reader.ws.close()
             await within(reader.task, 5.0, "reader ended")
+
+
+async def test_many_miners_spread_over_two_hubs_all_stay_connected(hubs):
+    """Sixty different hotkeys connecting at once, half to each hub: presence closes
+    nobody (a claim is about its own hotkey only), and the bounded Redis pool serves
+    the burst."""
+    a, b = hubs
+    keys = [miner_key(f"Spread{i}") for i in range(60)]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        sockets = await asyncio.gather(*(connect(http, (a, b)[i % 2], key)
+                                         for i, key in enumerate(keys)))
+        await eventually(lambda: len(a.hub.sessions) + len(b.hub.sessions) == 60)
+        await asyncio.gather(*(assert_answers(ws, 9) for ws in sockets[:4]))
+        assert a.hub.stats.closes[4001] + b.hub.stats.closes[4001] == 0
+        await asyncio.gather(*(ws.close() for ws in sockets))
+
+
+def test_presence_messages_that_are_not_claims_are_ignored():
+    assert parse_claim(b"hub1 5Hot 1732900000000001") == PresenceClaim(
+        hotkey="5Hot", generation=1732900000000001, hub_id="hub1")
+    for junk in (b"", b"hub1 5Hot", b"hub1 5Hot -3", b"hub1 5Hot 1e15", b"a b c d",
+                 "hub1 5Hot ²".encode()):
+        assert parse_claim(junk) is None, junk
 
 
 # -- Redis lost and back -----------------------------------------------------------------------

@@ -71,7 +71,7 @@ def parse_claim(data: bytes | str) -> PresenceClaim | None:
     """A presence message, or None when it is not one (ignored, never fatal)."""
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     parts = text.split(" ")
-    if len(parts) != 3 or not parts[2].isdigit():
+    if len(parts) != 3 or not (parts[2].isascii() and parts[2].isdigit()):
         return None
     return PresenceClaim(hotkey=parts[1], generation=int(parts[2]), hub_id=parts[0])
 

@@ -24,6 +24,13 @@ SOCKET_TIMEOUT_S = 2.0
 answers its caller (503, or goes on without presence) instead of hanging."""
 
 
+MAX_CONNECTIONS = 32
+"""Connections one hub opens to Redis at most. A thousand miners reconnecting at once
+after a restart queue for these (each command takes well under a millisecond) instead
+of opening a thousand connections; waiting longer than ``SOCKET_TIMEOUT_S`` for one
+counts as Redis unreachable."""
+
+
 class BackplaneUnavailable(Exception):
     """Redis did not answer (down, unreachable, timed out): what needed it cannot be
     decided across hubs right now."""
@@ -36,7 +43,8 @@ def default_prefix(validator_hotkey: str) -> str:
 
 
 def open_redis(url: str) -> Redis:
-    """A ``redis.asyncio`` client for ``url`` (connections are made on first use).
+    """A ``redis.asyncio`` client for ``url`` with at most :data:`MAX_CONNECTIONS`
+    connections (made on first use).
 
     Raises RuntimeError naming the extra to install when ``redis`` is missing."""
     try:
@@ -44,8 +52,10 @@ def open_redis(url: str) -> Redis:
     except ImportError as exc:
         raise RuntimeError(
             f"--backplane needs the redis package: {HA_INSTALL_HINT}") from exc
-    client: Redis = module.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
-                                          socket_connect_timeout=SOCKET_TIMEOUT_S)
+    pool = module.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
+    client: Redis = module.Redis.from_pool(pool)  # closing the client closes the pool
     return client
 
 
