@@ -119,6 +119,7 @@ class Presence:
             await self._drop_pubsub()
             raise BackplaneUnavailable(f"cannot subscribe to {self.channel}: {exc!r}") from exc
         self._task = asyncio.create_task(self._listen(), name="presence")
+        self._task.add_done_callback(_log_death)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -220,3 +221,10 @@ class Presence:
             if value is not None and value.isdigit():
                 self._deliver(PresenceClaim(hotkey=hotkey, generation=int(value),
                                             hub_id=None))
+
+
+def _log_death(task: asyncio.Task[None]) -> None:
+    """The listener only ends by cancellation; anything else is a bug worth a traceback
+    (one connection per hotkey is then kept per hub only)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("presence listener died", exc_info=task.exception())
