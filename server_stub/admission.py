@@ -20,7 +20,7 @@ from aiohttp import web
 
 from sdk.codes import ErrorCode
 
-from .auth import BoundedNonceStore, GatedNonceStore, HubHTTPError, authenticate
+from .auth import BoundedNonceStore, GatedNonceStore, HubHTTPError, authenticate_caller
 from .backplane.nonces import SharedNonces
 from .backplane.redis_link import BackplaneUnavailable
 from .config import HubConfig
@@ -169,7 +169,7 @@ class Admission:
                                    "too many requests from this address",
                                    retry_after=retry_after_seconds(
                                        self.connect_limit_by_address.retry_after(address)))
-        caller = authenticate(
+        caller = authenticate_caller(
             request.headers, body, method=request.method, path=request.raw_path,
             validator_hotkey=self.validator_hotkey, nonce_store=nonces,
             max_age=self.config.auth_max_age_s, allowed_skew=self.config.auth_allowed_skew_s)

@@ -98,9 +98,22 @@ _STATUS_BY_ERROR: tuple[tuple[type[http_auth.AuthError], int, ErrorCode], ...] =
 def authenticate(headers: Mapping[str, str], body: bytes, *, method: str, path: str,
                  validator_hotkey: str, nonce_store: BoundedNonceStore | GatedNonceStore,
                  max_age: float = http_auth.DEFAULT_MAX_AGE,
-                 allowed_skew: float = http_auth.DEFAULT_ALLOWED_SKEW) -> http_auth.Caller:
-    """Verify ``btauth/1`` headers; return the caller (hotkey and nonce) or raise
-    HubHTTPError.
+                 allowed_skew: float = http_auth.DEFAULT_ALLOWED_SKEW) -> str:
+    """Verify ``btauth/1`` headers; return the caller's hotkey or raise HubHTTPError
+    (:func:`authenticate_caller` without its nonce)."""
+    return authenticate_caller(
+        headers, body, method=method, path=path, validator_hotkey=validator_hotkey,
+        nonce_store=nonce_store, max_age=max_age, allowed_skew=allowed_skew).hotkey_ss58
+
+
+def authenticate_caller(headers: Mapping[str, str], body: bytes, *, method: str, path: str,
+                        validator_hotkey: str,
+                        nonce_store: BoundedNonceStore | GatedNonceStore,
+                        max_age: float = http_auth.DEFAULT_MAX_AGE,
+                        allowed_skew: float = http_auth.DEFAULT_ALLOWED_SKEW
+                        ) -> http_auth.Caller:
+    """Verify ``btauth/1`` headers; return the caller (hotkey and nonce, which a shared
+    nonce store claims next) or raise HubHTTPError.
 
     ``path`` is the request target as sent (path and query, undecoded).
     """
