@@ -4,7 +4,9 @@ Predictions are keyed by (miner_hotkey, prediction_id) as in the SQLite store, s
 resend is answered with the original receipt whichever hub stored it. The daily wager
 limit is enforced here, in the transaction that inserts: the hub's in-memory ledger
 only knows its own predictions, and two hubs must never both squeeze a miner under
-the limit. One call of a server-side function is that transaction (one round trip):
+the limit. One call of a server-side function is that transaction (one round trip,
+for every prediction that arrived while the pool's connections were busy; each of them
+in turn):
 
 1. lock the miner's total for the day (``wager_totals`` row, ``SELECT ... FOR UPDATE``):
    one miner's predictions of one day take turns, on every hub;
@@ -102,11 +104,29 @@ BEGIN
     RETURN QUERY SELECT 'stored'::text, NULL::text, prior;
 END
 $fn$;
+CREATE OR REPLACE FUNCTION bt_ws_record_predictions(
+    p_hotkeys text[], p_ids text[], p_games text[], p_wagers double precision[],
+    p_days text[], p_received bigint[], p_predictions text[], p_signatures text[],
+    p_receipts text[], p_limit double precision)
+RETURNS TABLE (idx integer, outcome text, original_receipt text,
+               prior_total double precision)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+        RETURN QUERY SELECT i, r.* FROM bt_ws_record_prediction(
+            p_hotkeys[i], p_ids[i], p_games[i], p_wagers[i], p_days[i], p_received[i],
+            p_predictions[i], p_signatures[i], p_receipts[i], p_limit) r;
+    END LOOP;
+END
+$fn$;
 """
 
 _SCHEMA_LOCK = 0x62742D7773  # "bt-ws": hubs opening at once create the schema in turn
 
-_RECORD = "SELECT * FROM bt_ws_record_prediction($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+_RECORD_MANY = ("SELECT * FROM bt_ws_record_predictions($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+                " $10)")
+_MAX_BATCH = 256
+"""Predictions recorded by one call (one transaction) at most."""
 _RECEIPT = "SELECT receipt FROM predictions WHERE miner_hotkey = $1 AND prediction_id = $2"
 _WAGERED = "SELECT total FROM wager_totals WHERE wager_day = $1 AND miner_hotkey = $2"
 _SAVE_GAMES = """
@@ -152,6 +172,13 @@ class PostgresStore:
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._commits = 0
+        self._committed_ops = 0
+        self._pending: list[tuple[PredictionRecord, asyncio.Future[StoreResult]]] = []
+        self._flushers = 0
+        self._sending = 0
+        self._errors: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+        """What a failed call raises (asyncpg's errors added once it is imported)."""
+        self._refusals: tuple[type[BaseException], ...] = ()
 
     @property
     def commits(self) -> int:
@@ -160,13 +187,13 @@ class PostgresStore:
 
     @property
     def committed_ops(self) -> int:
-        """The same as :attr:`commits`: every operation is a transaction of its own."""
-        return self._commits
+        """Predictions and game saves in those transactions (predictions are grouped)."""
+        return self._committed_ops
 
     @property
     def queued(self) -> int:
-        """Operations sent or waiting for a pooled connection."""
-        return len(self._tasks)
+        """Predictions waiting or being recorded, and other operations running."""
+        return len(self._pending) + self._sending + len(self._tasks) - self._flushers
 
     @property
     def closed(self) -> bool:
@@ -176,6 +203,8 @@ class PostgresStore:
         """Connect the pool and create what is missing of the schema (under an advisory
         lock, so hubs started together do not race on the DDL)."""
         asyncpg = import_extra("asyncpg", "a postgresql:// store")
+        self._refusals = (asyncpg.PostgresError,)
+        self._errors = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
         try:
             self._pool = await asyncpg.create_pool(
                 self.dsn, min_size=self.pool_size, max_size=self.pool_size,
@@ -183,8 +212,7 @@ class PostgresStore:
             async with self._pool.acquire() as connection, connection.transaction():
                 await connection.execute(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
                 await connection.execute(_SCHEMA)
-        except (OSError, TimeoutError, asyncpg.PostgresError,
-                asyncpg.InterfaceError) as exc:
+        except self._errors as exc:
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
@@ -216,26 +244,81 @@ class PostgresStore:
 
     def record(self, record: PredictionRecord) -> asyncio.Future[StoreResult]:
         """Insert unless (hotkey, id) exists, within the daily limit; resolves after the
-        commit. Raises :data:`~server_stub.store.StoreClosed` once closed."""
-        return self._run(self._record(record))
+        commit. Raises :data:`~server_stub.store.StoreClosed` once closed.
 
-    async def _record(self, record: PredictionRecord) -> StoreResult:
-        # encoded here, in the task, on a fresh stack: a prediction nested right up to
-        # the JSON decoder's limit may not re-encode deep in the caller's stack
-        row = await self._pool.fetchrow(
-            _RECORD, record.miner_hotkey, record.prediction_id, record.game_id,
-            record.wager, record.wager_day, record.received_at_ns,
-            storage_json(record.prediction), record.signature,
-            compact_json(record.receipt), self.daily_limit + _EPSILON)
+        Predictions that arrive while every pooled connection is busy are recorded
+        together, by one call (one transaction, one WAL flush), as the SQLite store
+        groups its commits; alone, a prediction is sent at once."""
+        if self._closed or self._pool is None:
+            raise StoreClosed(f"store {redact(self.dsn)} is closed")
+        future: asyncio.Future[StoreResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, future))
+        if self._flushers < self.pool_size:
+            self._flushers += 1
+            task = asyncio.ensure_future(self._flush())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return future
+
+    async def _flush(self) -> None:
+        """Record what is pending, a batch at a time, until nothing is."""
+        try:
+            while self._pending:
+                batch = self._pending[:_MAX_BATCH]
+                del self._pending[:_MAX_BATCH]
+                self._sending += len(batch)
+                try:
+                    await self._record_batch(batch)
+                finally:
+                    self._sending -= len(batch)
+        finally:
+            self._flushers -= 1
+
+    async def _record_batch(self, batch: list[tuple[PredictionRecord,
+                                                    asyncio.Future[StoreResult]]]) -> None:
+        # Each prediction locks its miner's day total until the commit: in one order
+        # (day, hotkey) on every hub, so two hubs' batches never wait on each other in
+        # a cycle (a deadlock would fail both).
+        batch.sort(key=lambda item: (item[0].wager_day, item[0].miner_hotkey))
+        records = [record for record, _ in batch]
+        try:
+            # encoded here, in the task, on a fresh stack: a prediction nested right up
+            # to the JSON decoder's limit may not re-encode deep in the caller's stack
+            rows = await self._pool.fetch(
+                _RECORD_MANY, [r.miner_hotkey for r in records],
+                [r.prediction_id for r in records], [r.game_id for r in records],
+                [r.wager for r in records], [r.wager_day for r in records],
+                [r.received_at_ns for r in records],
+                [storage_json(r.prediction) for r in records],
+                [r.signature for r in records], [compact_json(r.receipt) for r in records],
+                self.daily_limit + _EPSILON)
+        except self._errors as exc:
+            if len(batch) > 1 and isinstance(exc, self._refusals):
+                # one prediction the server refuses (a value it cannot store) must not
+                # fail the others it was grouped with: each alone, then
+                for item in batch:
+                    await self._record_batch([item])
+                return
+            for _, future in batch:  # the caller learns it: internal_error, resend
+                if not future.done():
+                    future.set_exception(exc)
+            return
         self._commits += 1
-        outcome, original, prior = row[0], row[1], row[2]
+        self._committed_ops += len(batch)
+        for row in rows:
+            record, future = batch[row["idx"] - 1]
+            if not future.done():
+                future.set_result(self._outcome(record, row))
+
+    def _outcome(self, record: PredictionRecord, row: Any) -> StoreResult:
+        outcome = row["outcome"]
         if outcome == "stored":
             return StoreResult(True, record.receipt)
         if outcome == "duplicate":
-            return StoreResult(False, json.loads(original))
-        refused = check_daily_limit(record.wager, prior, self.daily_limit) or Rejection(
-            ErrorCode.WAGER_LIMIT, "the daily wager limit is reached")
-        return StoreResult(False, None, rejection=refused)
+            return StoreResult(False, json.loads(row["original_receipt"]))
+        refused = check_daily_limit(record.wager, row["prior_total"], self.daily_limit)
+        return StoreResult(False, None, rejection=refused or Rejection(
+            ErrorCode.WAGER_LIMIT, "the daily wager limit is reached"))
 
     def receipt(self, miner_hotkey: str, prediction_id: str
                 ) -> asyncio.Future[dict[str, Any] | None]:
@@ -276,6 +359,7 @@ class PostgresStore:
             return
         await self._pool.execute(_SAVE_GAMES, ids, games)
         self._commits += 1
+        self._committed_ops += 1
 
     def load_games(self) -> asyncio.Future[list[Game]]:
         return self._run(self._load_games())

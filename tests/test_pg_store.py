@@ -83,6 +83,35 @@ async def test_a_prediction_its_duplicate_and_its_receipt_round_trip():
         assert stored["odds"] != stored["odds"]
 
 
+async def test_predictions_sent_together_are_recorded_together_and_each_learns_its_own():
+    """One pooled connection: what arrives while it is busy goes in one transaction; a
+    resend within the batch is a duplicate; a value the server refuses (a NUL in a text
+    column) fails its own prediction only."""
+    async with postgres_database() as dsn:
+        store = await PostgresStore(dsn, daily_limit=1000.0, pool_size=1).open()
+        try:
+            poison = record("p-bad")
+            poison = PredictionRecord(**{**{f: getattr(poison, f) for f in (
+                "miner_hotkey", "prediction_id", "wager", "wager_day", "received_at_ns",
+                "prediction", "signature", "receipt")}, "game_id": "g\x00"})
+            futures = [store.record(record(f"p-{i}", received_at_ns=i)) for i in range(50)]
+            futures.append(store.record(record("p-7", received_at_ns=99)))
+            outcomes = await asyncio.gather(*futures)
+            assert [o.stored for o in outcomes] == [True] * 50 + [False]
+            assert outcomes[-1].receipt == outcomes[7].receipt
+            assert (store.commits, store.committed_ops) == (1, 51)
+            bad = store.record(poison)
+            good = [store.record(record(f"q-{i}")) for i in range(3)]
+            with pytest.raises(asyncpg.PostgresError):
+                await bad
+            assert [o.stored for o in await asyncio.gather(*good)] == [True] * 3
+            assert store.queued == 0
+        finally:
+            await store.close()
+        (row,) = await rows(dsn, "SELECT count(*) AS n FROM predictions")
+        assert row["n"] == 53
+
+
 async def test_games_are_saved_by_id_and_loaded_by_another_store():
     async with postgres_database() as dsn:
         games = [future_game("g1"), future_game("g2")]
@@ -99,30 +128,37 @@ async def test_games_are_saved_by_id_and_loaded_by_another_store():
 
 
 async def test_the_daily_limit_raced_from_two_stores_is_never_exceeded():
-    """Two pools (two hubs) submit 40 predictions of 0.25 for one miner at 7.5 of a
-    limit of 10: exactly 10 are accepted, the rest refused wager_limit, whichever
-    store each went through, and the stored wagers add up to the limit."""
+    """Two pools (two hubs) submit 20 predictions of 0.25 each for two miners at 7.5 of
+    a limit of 10: exactly 10 of each are accepted, the rest refused wager_limit,
+    whichever store each went through, and the stored wagers add up to the limit."""
     async with postgres_database() as dsn:
         hub_a = await PostgresStore(dsn, daily_limit=10.0, pool_size=4).open()
         hub_b = await PostgresStore(dsn, daily_limit=10.0, pool_size=4).open()
         try:
             assert (await hub_a.record(record("early", wager=7.5))).stored
-            stores = [hub_a, hub_b] * 20
-            random.Random(7).shuffle(stores)
+            assert (await hub_b.record(record("early", hotkey="m2", wager=7.5))).stored
+            # two miners in every batch: each batch locks both totals, on both pools
+            sends = [(store, hotkey) for store in (hub_a, hub_b) for hotkey in ("miner", "m2")]
+            sends *= 10
+            random.Random(7).shuffle(sends)
             outcomes = await asyncio.gather(*(
-                store.record(record(f"race-{i}", wager=0.25, received_at_ns=i))
-                for i, store in enumerate(stores)))
-            accepted = [o for o in outcomes if o.stored]
-            refused = [o for o in outcomes if not o.stored]
-            assert len(accepted) == 10
-            assert all(o.rejection is not None and o.rejection.code == ErrorCode.WAGER_LIMIT
-                       for o in refused)
-            assert await hub_b.wagered("miner", DAY) == 10.0
+                store.record(record(f"race-{i}", hotkey=hotkey, wager=0.25,
+                                    received_at_ns=i))
+                for i, (store, hotkey) in enumerate(sends)))
+            for hotkey in ("miner", "m2"):
+                mine = [o for o, (_, h) in zip(outcomes, sends, strict=True) if h == hotkey]
+                assert len([o for o in mine if o.stored]) == 10
+                assert all(o.rejection is not None
+                           and o.rejection.code == ErrorCode.WAGER_LIMIT
+                           for o in mine if not o.stored)
+                assert await hub_b.wagered(hotkey, DAY) == 10.0
         finally:
             await hub_a.close()
             await hub_b.close()
-        (row,) = await rows(dsn, "SELECT count(*) AS n, sum(wager) AS total FROM predictions")
-        assert (row["n"], row["total"]) == (11, 10.0)
+        by_miner = await rows(dsn, "SELECT miner_hotkey, count(*) AS n, sum(wager) AS total"
+                                   " FROM predictions GROUP BY miner_hotkey")
+        assert sorted(tuple(row) for row in by_miner) == [("m2", 11, 10.0),
+                                                           ("miner", 11, 10.0)]
 
 
 async def test_a_duplicate_stored_by_one_store_gets_the_original_receipt_from_another():
