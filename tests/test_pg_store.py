@@ -10,6 +10,7 @@ import json
 import random
 import signal
 import socket
+import subprocess
 import sys
 from typing import Any
 
@@ -205,9 +206,23 @@ async def test_a_store_that_cannot_connect_names_the_database_without_the_passwo
     assert redact("postgresql://u:pw@h:5/db") == "postgresql://u@h:5/db"
 
 
-def test_a_missing_extra_names_the_install_command():
+async def test_without_asyncpg_the_store_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "redis", None)
+    store = PostgresStore("postgresql://127.0.0.1/none", daily_limit=1.0)
     with pytest.raises(MissingExtraError, match=r"pip install 'bettensor-ws\[ha\]'"):
-        import_extra("bettensor_ws_no_such_module", "a postgresql:// store")
+        await store.open()
+    with pytest.raises(MissingExtraError, match="redis"):
+        import_extra("redis", "a redis:// backplane")
+
+
+def test_the_default_hub_never_imports_asyncpg():
+    script = ("import sys, server_stub, server_stub.cli, server_stub.testing; "
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+              "('asyncpg', 'redis')))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 async def test_a_hub_on_postgresql_serves_a_miner_and_keeps_everything_across_a_restart(
