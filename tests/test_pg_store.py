@@ -19,7 +19,9 @@ import asyncpg
 import pytest
 
 from sdk.codes import ErrorCode
+from sdk.errors import PredictionRejected
 from sdk.models import Prediction
+from sdk.signing import verify_receipt
 from server_stub import HubConfig, create_app
 from server_stub.extras import MissingExtraError, import_extra
 from server_stub.pgstore import PostgresStore, redact
@@ -316,3 +318,31 @@ async def poll_health(port: int, timeout: float = 30.0) -> dict[str, Any]:
                     return dict(await response.json())
             except aiohttp.ClientConnectionError:
                 await asyncio.sleep(0.05)  # the port is being bound: no event to await
+
+
+async def test_two_hubs_on_one_database_share_a_miners_daily_limit(start_hub, miner):
+    """One miner on two hubs at once, 8 predictions of 2.0 against a limit of 10: each
+    hub and each outbox sees only 8, yet exactly 5 are accepted; the other 3 come back
+    as the validator's signed wager_limit rejections."""
+    async with postgres_database() as dsn:
+        hubs = [await start_hub(store_url=dsn, daily_wager_limit=10.0) for _ in range(2)]
+        game = future_game("g1")
+        for running in hubs:
+            await running.post_games([game])
+        async with miner(hubs[0].server.url) as first, miner(hubs[1].server.url) as second:
+            outcomes = await asyncio.wait_for(asyncio.gather(*(
+                conn.submit(Prediction.for_game(game, "g1-home", 2.0))
+                for conn in (first, second) * 4), return_exceptions=True), 20)
+        accepted = [o for o in outcomes if not isinstance(o, BaseException)]
+        refused = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(accepted) == 5
+        for receipt in accepted:
+            assert_verified_receipt(receipt, BOB.ss58_address)
+        for error in refused:
+            assert isinstance(error, PredictionRejected)
+            assert error.code == ErrorCode.WAGER_LIMIT
+            assert error.confirmation is not None  # signed by the hub, not a local check
+            assert verify_receipt(error.confirmation.model_dump(mode="json"),
+                                  VALIDATOR.ss58_address)
+        (row,) = await rows(dsn, "SELECT count(*) AS n, sum(wager) AS total FROM predictions")
+        assert (row["n"], row["total"]) == (5, 10.0)
