@@ -170,11 +170,12 @@ class PostgresStore:
         self.connect_timeout_s = connect_timeout_s
         self._pool: Any = None
         self._closed = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # reads and game saves
+        self._flushers: set[asyncio.Task[None]] = set()  # record predictions
         self._commits = 0
         self._committed_ops = 0
         self._pending: list[tuple[PredictionRecord, asyncio.Future[StoreResult]]] = []
-        self._flushers = 0
+        self._flushing = 0
         self._sending = 0
         self._errors: tuple[type[BaseException], ...] = (OSError, TimeoutError)
         """What a failed call raises (asyncpg's errors added once it is imported)."""
@@ -193,7 +194,7 @@ class PostgresStore:
     @property
     def queued(self) -> int:
         """Predictions waiting or being recorded, and other operations running."""
-        return len(self._pending) + self._sending + len(self._tasks) - self._flushers
+        return len(self._pending) + self._sending + len(self._tasks)
 
     @property
     def closed(self) -> bool:
@@ -225,8 +226,8 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._tasks or self._flushers:
+            await asyncio.gather(*self._tasks, *self._flushers, return_exceptions=True)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -253,11 +254,11 @@ class PostgresStore:
             raise StoreClosed(f"store {redact(self.dsn)} is closed")
         future: asyncio.Future[StoreResult] = asyncio.get_running_loop().create_future()
         self._pending.append((record, future))
-        if self._flushers < self.pool_size:
-            self._flushers += 1
+        if self._flushing < self.pool_size:
+            self._flushing += 1
             task = asyncio.ensure_future(self._flush())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
         return future
 
     async def _flush(self) -> None:
@@ -269,10 +270,20 @@ class PostgresStore:
                 self._sending += len(batch)
                 try:
                     await self._record_batch(batch)
+                except BaseException as exc:  # a bug or a cancel: no caller waits forever
+                    for _, future in batch:
+                        if future.done():
+                            continue
+                        if isinstance(exc, asyncio.CancelledError):
+                            future.cancel()
+                        else:
+                            future.set_exception(exc)
+                    raise
                 finally:
                     self._sending -= len(batch)
         finally:
-            self._flushers -= 1
+            # in the step that saw nothing pending: a record() after it starts another
+            self._flushing -= 1
 
     async def _record_batch(self, batch: list[tuple[PredictionRecord,
                                                     asyncio.Future[StoreResult]]]) -> None:
