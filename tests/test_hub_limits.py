@@ -272,7 +272,7 @@ async def test_queue_size_alone_bounds_a_burst(start_hub):
         await running.post_games(bulky_games(posts, 1000))
     assert not session.closing
     for i in range(9):  # synchronously, as one broadcast loop would
-        running.hub.publish([future_game(f"burst-{i}")])
+        await running.hub.publish([future_game(f"burst-{i}")])
     assert session.closing
     total = posts + 9
     code, frames = await receive_close(ws, timeout=20.0)

@@ -1,0 +1,35 @@
+"""The Redis client of a hub, from ``--backplane redis://...``; redis-py is imported
+only here, and only when a backplane URL is given, so the default install never
+needs it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sdk.errors import MissingExtraError
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def check_backplane_url(url: str) -> str:
+    """``url`` if it names a Redis server; ValueError naming the accepted forms."""
+    if not url.startswith(_SCHEMES):
+        raise ValueError(f"backplane {url!r}: expected redis://HOST:PORT[/DB], "
+                         "rediss://... or unix:///path")
+    return url
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A client for the hub's shared state (pooled: the stream reader holds one
+    connection in XREAD BLOCK, everything else shares the others)."""
+    check_backplane_url(url)
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:
+        raise MissingExtraError(
+            "--backplane needs the redis client: pip install 'bettensor-ws[ha]'") from None
+    return aioredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=3,
+                                   health_check_interval=15)
