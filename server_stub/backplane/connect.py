@@ -22,14 +22,29 @@ def check_backplane_url(url: str) -> str:
     return url
 
 
+def require_redis() -> None:
+    """Raise :class:`MissingExtraError` naming the extra when redis-py is missing."""
+    try:
+        import redis.asyncio  # noqa: F401
+    except ImportError:
+        raise MissingExtraError(
+            "--backplane needs the redis client: pip install 'bettensor-ws[ha]'") from None
+
+
 def redis_client(url: str) -> aioredis.Redis:
     """A client for the hub's shared state (pooled: the stream reader holds one
     connection in XREAD BLOCK, everything else shares the others)."""
     check_backplane_url(url)
-    try:
-        import redis.asyncio as aioredis
-    except ImportError:
-        raise MissingExtraError(
-            "--backplane needs the redis client: pip install 'bettensor-ws[ha]'") from None
-    return aioredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=3,
-                                   health_check_interval=15)
+    require_redis()
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    # A restarted Redis leaves every pooled connection dead: a command that meets one
+    # is retried on a fresh connection rather than failing (a retried append whose
+    # first attempt did land publishes the same games twice, which changes nothing).
+    return aioredis.Redis.from_url(
+        url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        retry_on_error=[ConnectionError, TimeoutError])
