@@ -211,9 +211,9 @@ def serve(
         help="SQLite synchronous mode: full survives power loss, normal only crashes.")]
     = SyncMode.full,
     backplane: Annotated[str | None, typer.Option(
-        "--backplane", help="redis://HOST:PORT[/DB]: share the game stream (epoch, seq, "
+        "--backplane", help="redis://HOST:PORT/DB: share the game stream (epoch, seq, "
         "history, table), the feed lease, replay protection and presence with this "
-        "validator's other hubs (needs pip install 'bettensor-ws[ha]').")] = None,
+        "validator's other hubs (needs pip install 'bettensor-ws\\[ha]').")] = None,
     redis_prefix: Annotated[str | None, typer.Option(
         "--redis-prefix", help="Key prefix in --backplane's Redis (default: "
         "bt-ws:<validator ss58>); every hub of one validator uses the same.")] = None,
