@@ -301,6 +301,34 @@ async def test_redis_restarted_empty_starts_a_new_epoch_from_the_stores(shared, 
         shared.hubs.clear()
 
 
+async def test_while_redis_is_down_admin_posts_get_503_and_the_games_come_back_after(
+        shared, tmp_path):
+    async with private_redis(tmp_path) as server:
+        a = await shared.start("a", url=server.url)
+        ws = await a.connect(BOB)
+        welcome, _ = await welcome_and_snapshot(ws)
+        await a.post_games([future_game("g1")])
+        await receive_type(ws, "game_update")
+
+        await server.stop()
+        body = games_body([future_game("g2")])
+        status, answer, headers = await a.request("POST", "/admin/games", key=VALIDATOR,
+                                                  body=body, timeout=30.0)
+        assert status == 503, answer
+        assert answer["error"] == "internal_error"
+        assert "post them again" in answer["detail"]
+        assert headers["Retry-After"] == "1"
+        assert stored_game_ids(a.store_path) == {"g1", "g2"}  # committed all the same
+
+        await server.start()  # empty: a new epoch, its table from a's store
+        snapshot = (await receive_type(ws, "game_update", timeout=20.0))["data"]
+        assert snapshot["snapshot"] is True
+        assert snapshot["epoch"] != welcome["epoch"]
+        assert ids(snapshot) == ["g1", "g2"]
+        await shared.stop(a)
+        shared.hubs.clear()
+
+
 # -- acknowledged means durable ----------------------------------------------------------
 
 

@@ -80,6 +80,7 @@ class RedisBackplane:
         self.resyncs = 0
         """Times this hub reset its stream from Redis after its start."""
         self.connected = False
+        self._stopping = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -94,6 +95,8 @@ class RedisBackplane:
         self._spawn(self._lease_loop(), "backplane-lease")
 
     async def stop(self) -> None:
+        self._stopping = True
+        self._applied.set()  # appends waiting for the reader stop waiting
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -150,7 +153,7 @@ class RedisBackplane:
         snapshots include it), bounded: the update is in the shared stream already."""
         stream = self._require_sink().stream
         deadline = time.monotonic() + _APPLY_WAIT_S
-        while stream.epoch == epoch and stream.seq < seq:
+        while stream.epoch == epoch and stream.seq < seq and not self._stopping:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 log.warning("update %d appended but not read back within %.0fs", seq,
