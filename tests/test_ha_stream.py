@@ -329,6 +329,53 @@ async def test_while_redis_is_down_admin_posts_get_503_and_the_games_come_back_a
         shared.hubs.clear()
 
 
+async def test_a_post_meeting_a_lost_epoch_starts_a_new_one_and_lands_in_it(shared):
+    a = await shared.start("a", feed_lease_s=30.0)
+    ws = await a.connect(BOB)
+    welcome, _ = await welcome_and_snapshot(ws)
+    await a.post_games([future_game("g1")])
+    await receive_type(ws, "game_update")
+    client = aioredis.Redis.from_url(shared.url)
+    try:  # the shared keys vanish (a flushed Redis); the hub's reader has not looked yet
+        await client.delete(*(f"{shared.prefix}:{key}"
+                              for key in ("epoch", "seq", "stream", "games")))
+    finally:
+        await client.aclose()
+    answer = await a.post_games([future_game("g2")])
+    assert answer["epoch"] != welcome["epoch"]
+    assert answer["changed"] == 1
+    snapshot = (await receive_type(ws, "game_update"))["data"]
+    assert (snapshot["snapshot"], snapshot["epoch"]) == (True, answer["epoch"])
+    seen = set(ids(snapshot))
+    if "g2" not in seen:  # the snapshot came before the post's update
+        update = (await receive_type(ws, "game_update"))["data"]
+        assert (update["epoch"], update["seq"], ids(update)) == (answer["epoch"],
+                                                                 answer["seq"], ["g2"])
+        seen |= set(ids(update))
+    assert seen == {"g1", "g2"}
+
+
+async def test_one_feed_lease_holder_at_a_time_and_a_released_lease_is_free(shared):
+    from server_stub.backplane.lease import FeedLease
+
+    client = aioredis.Redis.from_url(shared.url)
+    key = f"{shared.prefix}:feed-lease"
+    first, second = (FeedLease(client, key, name, ttl_s=0.5) for name in ("one", "two"))
+    try:
+        assert await first.refresh() is True
+        assert await second.refresh() is False
+        assert await first.refresh() is True  # extended, still the holder
+        await first.release()
+        assert not first.held
+        assert await second.refresh() is True
+        assert await first.refresh() is False
+        await eventually(lambda: not second.held, timeout=2.0)  # not renewed: runs out
+        assert await first.refresh() is True  # and Redis let it expire too
+        assert (first.takeovers, second.takeovers) == (2, 1)
+    finally:
+        await client.aclose()
+
+
 # -- acknowledged means durable ----------------------------------------------------------
 
 
