@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from sdk.signing import Signer
 
+from .backplane import Backplane
 from .bettensor import BettensorBook, BettensorGameFeed, ValidatorDatabase
 from .clock import HubClock
 from .config import HubConfig
@@ -27,6 +28,9 @@ from .store import HubStore, PredictionStore
 _MIN_BODY_BYTES = 1024 * 1024
 
 BETTENSOR_DB_KEY: web.AppKey[ValidatorDatabase] = web.AppKey("bettensor_db", ValidatorDatabase)
+REDIS_KEY: web.AppKey[Any] = web.AppKey("redis", object)
+"""The app's ``redis.asyncio.Redis`` client when ``config.backplane_url`` is set (shared
+by the stream, nonces and presence; closed after the hub stops)."""
 
 
 def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | None = None,
@@ -61,11 +65,25 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
                              daily_limit=config.daily_wager_limit)
         feed = BettensorGameFeed(validator_db, clock_now=clock.now)
         config = config.model_copy(update={"tick_interval_s": config.bettensor_poll_s})
+    redis: Any = None
+    backplane: Backplane | None = None
+    if config.backplane_url is not None:
+        from .backplane.codec import default_prefix
+        from .backplane.connect import redis_client
+        from .backplane.redis_stream import RedisBackplane
+
+        redis = redis_client(config.backplane_url)
+        prefix = config.redis_prefix or default_prefix(signer.ss58_address)
+        backplane = RedisBackplane(redis, prefix, history_size=config.history_size,
+                                   feed_lease_s=config.feed_lease_s)
     hub = Hub(config, signer=signer, registry=registry, store=store, feed=feed, clock=clock,
-              book=book, uid_of=None if book is None else registry.uid)
+              book=book, uid_of=None if book is None else registry.uid, backplane=backplane)
     app = web.Application(client_max_size=max(_MIN_BODY_BYTES, config.max_frame_bytes))
     app[HUB_KEY] = hub
     hub.health_sections["store"] = store.health
+    if redis is not None:
+        app[REDIS_KEY] = redis
+        hub.health_sections["backplane"] = hub.backplane.health
     if validator_db is not None:
         app[BETTENSOR_DB_KEY] = validator_db
         hub.health_sections["bettensor_db"] = functools.partial(_bettensor_health,
@@ -105,7 +123,12 @@ async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
         except BaseException:
             await hub.store.close()
             raise
-    await hub.start()
+    try:
+        await hub.start()
+    except BaseException:
+        await hub.stop()
+        await _close_redis(app)
+        raise
     if hub.config.freeze_gc:
         # Everything alive now (imported modules, bittensor, pydantic schemas) lives as
         # long as the hub: exempt it from garbage collection so a full collection scans
@@ -114,6 +137,13 @@ async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
         gc.freeze()
     yield
     await hub.stop()
+    await _close_redis(app)
+
+
+async def _close_redis(app: web.Application) -> None:
+    redis = app.get(REDIS_KEY)
+    if redis is not None:
+        await redis.aclose()
 
 
 async def _stop_hub(app: web.Application) -> None:

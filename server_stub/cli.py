@@ -216,6 +216,16 @@ def serve(
     store_sync: Annotated[SyncMode, typer.Option(
         help="SQLite synchronous mode: full survives power loss, normal only crashes.")]
     = SyncMode.full,
+    backplane: Annotated[str | None, typer.Option(
+        "--backplane", help="redis://HOST:PORT/DB: share the game stream (epoch, seq, "
+        "history, table), the feed lease, replay protection and presence with this "
+        "validator's other hubs (needs pip install 'bettensor-ws\\[ha]').")] = None,
+    redis_prefix: Annotated[str | None, typer.Option(
+        "--redis-prefix", help="Key prefix in --backplane's Redis (default: "
+        "bt-ws:<validator ss58>); every hub of one validator uses the same.")] = None,
+    feed_lease: Annotated[float, typer.Option(
+        "--feed-lease", help="With --backplane: seconds the feed lease lasts; when the hub "
+        "running the feed dies, another takes over within about 4/3 of it.")] = 5.0,
     feed: Annotated[str | None, typer.Option(
         help="simulate | none | FILE.json (default: simulate with --dev, else none).")] = None,
     bettensor_db: Annotated[Path | None, typer.Option(
@@ -297,6 +307,8 @@ def serve(
                            admin_hotkeys=frozenset(admin_hotkey or []),
                            bettensor_db=bettensor_db, bettensor_poll_s=bettensor_poll,
                            bettensor_indexes=bettensor_indexes, dashboard=dashboard,
+                           backplane_url=check_backplane(backplane),
+                           redis_prefix=redis_prefix, feed_lease_s=feed_lease,
                            **admission_limits(connects_per_minute, connect_burst,
                                               upgrades_per_second, upgrade_burst,
                                               trusted_proxy or []))
@@ -314,6 +326,9 @@ def serve(
     where = redact(store_url) if store_url else store_path
     typer.echo(f"  store {where}   feed {feed or 'none'}   registry "
                f"{type(registry).__name__}")
+    if backplane is not None:
+        typer.echo(f"  backplane {backplane}   prefix "
+                   f"{redis_prefix or 'bt-ws:' + signer.ss58_address}")
     sys.stdout.flush()
     try:
         web.run_app(application, host=host, port=port, print=None, shutdown_timeout=10.0,
@@ -325,6 +340,22 @@ def serve(
             # a throwaway store for a throwaway key: leave no litter
             shutil.rmtree(store_path.parent, ignore_errors=True)
     typer.echo("hub stopped: miners closed with 1001, store flushed")
+
+
+def check_backplane(url: str | None) -> str | None:
+    """``--backplane`` checked before anything starts (scheme and the redis package)."""
+    if url is None:
+        return None
+    from sdk.errors import MissingExtraError
+
+    from .backplane.connect import check_backplane_url, require_redis
+
+    try:
+        check_backplane_url(url)
+        require_redis()
+    except (ValueError, MissingExtraError) as exc:
+        raise _fail(f"--backplane: {exc}") from None
+    return url
 
 
 @app.command()

@@ -70,6 +70,14 @@ class HubConfig(BaseModel):
     store_pool_size: int = Field(8, ge=1)
     """Connections to PostgreSQL (with ``store_url``)."""
     store_synchronous: str = "FULL"
+    backplane_url: str | None = None
+    """``redis://...``: share the game stream, its feed lease (and replay protection and
+    presence) with the validator's other hubs through this Redis; None: this hub alone."""
+    redis_prefix: str | None = None
+    """Key prefix in that Redis; None: ``bt-ws:<validator ss58>``."""
+    feed_lease_s: float = Field(5.0, gt=0)
+    """With a backplane: the feed lease's TTL; when its holder dies another hub runs the
+    feed within about 4/3 of it."""
     bettensor_db: Path | None = None
     """A Bettensor validator's database: games come from its ``game_data``, accepted
     predictions go into its ``predictions`` (see :mod:`server_stub.bettensor`)."""

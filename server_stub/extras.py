@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from sdk.errors import MissingExtraError
+
+__all__ = ["HA_INSTALL", "MissingExtraError", "import_extra"]
+
 HA_INSTALL = "pip install 'bettensor-ws[ha]'"
-
-
-class MissingExtraError(ImportError):
-    """An optional dependency of the feature asked for is not installed."""
 
 
 def import_extra(module: str, feature: str) -> ModuleType:
