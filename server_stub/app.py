@@ -22,7 +22,7 @@ from .http_api import HUB_KEY, METRICS_KEY, routes
 from .hub import Hub
 from .registry import MinerRegistry, OpenRegistry, RequireUid
 from .stats import StatsCollector
-from .store import PredictionStore
+from .store import HubStore, PredictionStore
 
 _MIN_BODY_BYTES = 1024 * 1024
 
@@ -37,17 +37,19 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
     ``signer`` is the validator identity (a bittensor Keypair, Wallet signer, or
     anything with ``ss58_address`` and ``sign``). The store opens, the registry
     and feed start when the app starts; on shutdown every miner gets 1001 and the
-    store is flushed. ``request.app[HUB_KEY]`` is the :class:`Hub`.
+    store is flushed. ``request.app[HUB_KEY]`` is the :class:`Hub`. The store is
+    PostgreSQL when ``config.store_url`` is set (``store_path`` is then unused), else
+    the SQLite file at ``store_path`` or ``config.store_path``.
     """
-    path = Path(store_path) if store_path is not None else config.store_path
-    if path is None:
-        raise ValueError("the hub needs a store path (config.store_path or store_path=)")
-    store = PredictionStore(path, synchronous=config.store_synchronous)
+    store = build_store(config, store_path)
     registry = registry or OpenRegistry()
     clock = clock or HubClock()
     validator_db: ValidatorDatabase | None = None
     book: BettensorBook | None = None
     if config.bettensor_db is not None:
+        if not isinstance(store, PredictionStore):
+            raise ValueError("with bettensor_db the predictions go into the validator's "
+                             "SQLite database, beside one hub: give no store_url")
         if feed is not None:
             raise ValueError("with bettensor_db the games come from its game_data: "
                              "give no other feed")
@@ -63,6 +65,7 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
               book=book, uid_of=None if book is None else registry.uid)
     app = web.Application(client_max_size=max(_MIN_BODY_BYTES, config.max_frame_bytes))
     app[HUB_KEY] = hub
+    hub.health_sections["store"] = store.health
     if validator_db is not None:
         app[BETTENSOR_DB_KEY] = validator_db
         hub.health_sections["bettensor_db"] = functools.partial(_bettensor_health,
@@ -75,6 +78,21 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
     app.cleanup_ctx.append(_hub_lifecycle)
     app.on_shutdown.append(_stop_hub)
     return app
+
+
+def build_store(config: HubConfig, store_path: str | Path | None = None) -> HubStore:
+    """The store the config names: PostgreSQL at ``config.store_url``, else the SQLite
+    file at ``store_path`` (or ``config.store_path``). Not opened yet."""
+    if config.store_url is not None:
+        from .pgstore import PostgresStore
+
+        return PostgresStore(config.store_url, daily_limit=config.daily_wager_limit,
+                             pool_size=config.store_pool_size)
+    path = Path(store_path) if store_path is not None else config.store_path
+    if path is None:
+        raise ValueError("the hub needs a store: config.store_url, config.store_path or "
+                         "store_path=")
+    return PredictionStore(path, synchronous=config.store_synchronous)
 
 
 async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -205,8 +205,14 @@ def serve(
     = "finney",
     metagraph_refresh: Annotated[float, typer.Option(
         help="Seconds between metagraph refreshes.")] = 300.0,
-    store: Annotated[Path | None, typer.Option(
-        help="SQLite store path (default: the user data dir; a temp dir with --dev).")] = None,
+    store: Annotated[str | None, typer.Option(
+        help="Where predictions and games are kept: a SQLite file path (default: the user "
+             "data dir; a temp dir with --dev), or a postgresql://user@host/db URL that "
+             "several hubs of this validator share (needs pip install "
+             "'bettensor-ws[ha]').")] = None,
+    store_pool: Annotated[int, typer.Option(
+        "--store-pool", help="Connections to PostgreSQL (with --store postgresql://).")]
+    = 8,
     store_sync: Annotated[SyncMode, typer.Option(
         help="SQLite synchronous mode: full survives power loss, normal only crashes.")]
     = SyncMode.full,
@@ -260,6 +266,7 @@ def serve(
     from aiohttp import web
 
     from .app import create_app
+    from .pgstore import is_postgres_url, redact
 
     if dev:
         validator_uri = validator_uri or (None if wallet_name else "//Alice")
@@ -276,11 +283,17 @@ def serve(
         game_feed = None
     else:
         game_feed = build_feed(feed or "none", seed)
-    store_path = store or default_store(signer.ss58_address, dev)
+    store_url = store if store is not None and is_postgres_url(store) else None
+    if store_url is not None and bettensor_db is not None:
+        raise _fail("--bettensor-db keeps predictions in the validator's SQLite database, "
+                    "beside one hub: not with --store postgresql://")
+    store_path = (default_store(signer.ss58_address, dev) if store is None
+                  else Path(store) if store_url is None else None)
     try:
         config = HubConfig(heartbeat_interval_s=heartbeat, max_connections=max_connections,
                            max_frame_bytes=max_frame_bytes, messages_per_second=rate,
                            store_synchronous=store_sync.value.upper(), freeze_gc=True,
+                           store_url=store_url, store_pool_size=store_pool,
                            admin_hotkeys=frozenset(admin_hotkey or []),
                            bettensor_db=bettensor_db, bettensor_poll_s=bettensor_poll,
                            bettensor_indexes=bettensor_indexes, dashboard=dashboard,
@@ -298,7 +311,8 @@ def serve(
                f"health: {http}://{host}:{port}/ws/health")
     if dashboard is not DashboardAccess.OFF:
         typer.echo(f"  dashboard ({dashboard.value}): {http}://{host}:{port}/")
-    typer.echo(f"  store {store_path}   feed {feed or 'none'}   registry "
+    where = redact(store_url) if store_url else store_path
+    typer.echo(f"  store {where}   feed {feed or 'none'}   registry "
                f"{type(registry).__name__}")
     sys.stdout.flush()
     try:
@@ -307,7 +321,8 @@ def serve(
     except OSError as exc:
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1) from None
     finally:
-        if dev and store is None:  # a throwaway store for a throwaway key: leave no litter
+        if dev and store is None and store_path is not None:
+            # a throwaway store for a throwaway key: leave no litter
             shutil.rmtree(store_path.parent, ignore_errors=True)
     typer.echo("hub stopped: miners closed with 1001, store flushed")
 

@@ -6,7 +6,7 @@ from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sdk.validation import DEFAULT_DAILY_WAGER_LIMIT, DEFAULT_ODDS_TOLERANCE
 
@@ -63,6 +63,12 @@ class HubConfig(BaseModel):
     """How long a close handshake may take before the transport is aborted."""
     shutdown_retry_after_s: float = Field(5.0, ge=0)
     store_path: Path | None = None
+    store_url: str | None = None
+    """A ``postgresql://`` URL: predictions and games in that database, which several
+    hubs of one validator share (:mod:`server_stub.pgstore`); ``store_path`` is then
+    unused. None: the SQLite file at ``store_path``."""
+    store_pool_size: int = Field(8, ge=1)
+    """Connections to PostgreSQL (with ``store_url``)."""
     store_synchronous: str = "FULL"
     bettensor_db: Path | None = None
     """A Bettensor validator's database: games come from its ``game_data``, accepted
@@ -81,3 +87,11 @@ class HubConfig(BaseModel):
     """Accept permessage-deflate when the miner offers it."""
     dashboard: DashboardAccess = DashboardAccess.LOCAL
     """Who may see the live dashboard at ``GET /`` (a proxy in front must guard it too)."""
+
+    @field_validator("store_url")
+    @classmethod
+    def _postgres_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store_url must be a postgresql:// URL (a SQLite file is "
+                             "store_path)")
+        return url

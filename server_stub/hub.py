@@ -32,7 +32,7 @@ from .predictions import PredictionDesk, UidLookup
 from .registry import MinerRegistry
 from .session_table import SessionTable
 from .stats import HubStats
-from .store import PredictionBook, PredictionStore
+from .store import HubStore, PredictionBook
 from .stream import GameStream, UpdateRecord
 from .wsframes import SharedFrame
 
@@ -43,7 +43,7 @@ class Hub:
     """All state of one validator hub."""
 
     def __init__(self, config: HubConfig, *, signer: Signer, registry: MinerRegistry,
-                 store: PredictionStore, feed: GameFeed | None = None,
+                 store: HubStore, feed: GameFeed | None = None,
                  clock: HubClock | None = None, book: PredictionBook | None = None,
                  uid_of: UidLookup | None = None) -> None:
         """``book``: where accepted predictions are recorded (default: ``store``);
