@@ -5,16 +5,19 @@ and its own epoch (no shared backplane here: the next hub answers with a snapsho
 the client must turn into the right game table). A hub stopped gracefully, cut
 abruptly, or gone silent while predictions are in flight: the client continues on the
 other within its backoff, and every prediction ends with exactly one confirmed,
-validator-signed receipt in the outbox. Sticky: with both up it stays where it is.
+validator-signed receipt in the outbox; on one shared PostgreSQL store, exactly one row
+each, whichever hub took it. Sticky: with both up it stays where it is.
 Then the policy's rules without sockets, and ``bt-miner --validator HOTKEY@a,b``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ from .kit.clientkit import StateLog, heartbeats_reach, hub_rows_by_id
 from .kit.games import future_game
 from .kit.keys import VALIDATOR, miner_key
 from .kit.process import console_script, fresh_user_env
+from .kit.services import postgres_database
 from .kit.waiting import eventually, within
 
 S = ConnectionState
@@ -198,6 +202,59 @@ async def test_a_silent_hub_is_left_for_the_next_without_another_try(start_hub, 
                            "a receipt from B")
     assert verify_receipt(receipt.model_dump(mode="json"), VALIDATOR.ss58_address)
     assert receipt.prediction_id in await hub_rows_by_id(b.store_path)
+
+
+@pytest.fixture
+async def pg_dsn() -> AsyncIterator[str]:
+    """A database of this test's own (name it before ``start_hub``: dropped after the
+    hubs have stopped)."""
+    async with postgres_database() as dsn:
+        yield dsn
+
+
+async def test_on_a_shared_postgresql_store_each_prediction_is_one_row_whichever_hub(
+        pg_dsn, start_hub, fault_proxy, miner):
+    """The HA set-up: what hub A stored but could not confirm before its link died is
+    answered by B as a duplicate with A's original receipt. The link to A holds every
+    chunk 0.3 s, so when it is cut the confirmations of the last 0.3 s are lost."""
+    import asyncpg
+
+    random.seed(15)
+    a = await start_hub(store_url=pg_dsn, **HUB)
+    b = await start_hub(store_url=pg_dsn, **HUB)
+    for running in (a, b):
+        await running.post_games(GAMES)
+    proxy = await fault_proxy(a)
+    proxy.delay(0.3)
+    conn = miner([proxy, ws_url(b)])
+    await conn.start()
+    await conn.wait_ready(10.0)
+    predictions, submits = await burst(conn, 300)
+    await eventually(lambda: sum(t.done() for t in submits) >= 40, 20.0)
+    await proxy.close()
+    results = await within(asyncio.gather(*submits), 60.0, "every submit answered")
+    assert conn.url == ws_url(b)
+
+    db = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await db.fetch("SELECT prediction_id, miner_hotkey, receipt FROM predictions")
+    finally:
+        await db.close()
+    stored = {row["prediction_id"]: json.loads(row["receipt"]) for row in rows}
+    assert len(rows) == len(stored) == len(predictions)
+    assert {row["miner_hotkey"] for row in rows} == {BOB.ss58_address}
+    entries = {e.prediction_id: e for e in await conn.outbox.entries(VALIDATOR.ss58_address)}
+    for prediction, receipt in zip(predictions, results, strict=True):
+        entry = entries[prediction.prediction_id]
+        assert entry.status in ("accepted", "duplicate")
+        original = stored[prediction.prediction_id]
+        # a duplicate is B's own signed answer carrying the original time of receipt
+        assert entry.receipt["received_at_ns"] == original["received_at_ns"]
+        if entry.status == "accepted":
+            assert entry.receipt == original
+        assert receipt.model_dump(mode="json") == entry.receipt
+        assert verify_receipt(entry.receipt, VALIDATOR.ss58_address)
+    assert sum(e.status == "duplicate" for e in entries.values()) > 0
 
 
 # -- sticky ------------------------------------------------------------------------------------
