@@ -260,10 +260,14 @@ class ServerProcess:
 
 def hub_server(store_dir: str | Path, *, sync: str = "FULL",
                bettensor_db: Path | None = None, allowlist: Path | None = None,
-               bettensor_poll: float = 5.0, bettensor_indexes: bool = False) -> ServerProcess:
-    """The hub with its own store in ``store_dir``; with ``bettensor_db`` (and the
-    ``allowlist`` giving the miners' UIDs) beside a Bettensor validator, adding its
-    indexes to the validator's ``predictions`` when ``bettensor_indexes``."""
+               bettensor_poll: float = 5.0, bettensor_indexes: bool = False,
+               store_url: str | None = None) -> ServerProcess:
+    """The hub with its own store in ``store_dir`` (or in PostgreSQL at ``store_url``);
+    with ``bettensor_db`` (and the ``allowlist`` giving the miners' UIDs) beside a
+    Bettensor validator, adding its indexes to the validator's ``predictions`` when
+    ``bettensor_indexes``."""
+    if store_url is not None:
+        return ServerProcess("hub[postgresql]", "hub", "--store", store_url)
     store = ["--store", str(Path(store_dir) / "hub.sqlite3"), "--sync", sync]
     if bettensor_db is None:
         return ServerProcess(f"hub[{sync}]", "hub", *store)

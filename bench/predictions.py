@@ -25,6 +25,10 @@ is never reached; the hub's per-hotkey message rate limit (50/s by default) is
 raised by the benchmark server (see ``bench/servers.py``). Games are posted to the
 hub first (signed ``POST /admin/games``), starting 2 days ahead.
 
+``--store postgresql://...`` adds a run of the hub on that PostgreSQL store (one
+transaction per prediction, the daily limit checked in it), reported like the SQLite
+runs, against the same bare echo.
+
 ``--book bettensor`` (or ``both``: the hub's own store too, same run) measures the hub
 beside a Bettensor validator (``--bettensor-db``): the same games are rows of a fresh
 validator database (bench/validatordb.py: the validator's tables and its
@@ -283,6 +287,9 @@ def _plan_pass(args: argparse.Namespace, syncs: list[str], games: list[Any],
             store = stores.enter_context(common.store_dir(args.store_dir))
             runs.append(Run(f"hub:{sync}{tail}", common.hub_server(store, sync=sync), True,
                             sync, signed=signed))
+        if args.store is not None and sync == syncs[0]:  # PostgreSQL: no sync modes
+            runs.append(Run(f"hub:postgresql{tail}", common.hub_server(
+                "", store_url=args.store), True, "postgresql", signed=signed))
         if args.book not in ("bettensor", "both"):
             continue
         for indexes, writer in bettensor_variants(args):
@@ -430,6 +437,10 @@ def _report_pass(args: argparse.Namespace, results: dict[str, dict[str, Any]],
                 f"CHECK predictions.server_cpu_us[{args.miners} miners, sync={sync}{tag_tail}]"
                 f" = {common.fmt(cpu_us)} ({met}; bare echo "
                 f"{common.fmt(bare['server_cpu_us_per_rt'])})")
+        pg = results.get(f"hub:postgresql{key_tail}")
+        if pg is not None and sync == syncs[0]:
+            _report_hub(args, bare, pg, "postgresql", "PostgreSQL store",
+                        f"[{args.miners} miners, store=postgresql{tag_tail}]", signed)
         for indexes, writer in bettensor_variants(args):
             bettensor = results.get(f"{bettensor_key(indexes, writer)}:{sync}{key_tail}")
             if bettensor is None:
@@ -554,6 +565,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "included)")
     parser.add_argument("--quick", action="store_true", help="small run: 10 miners x 1.5 s")
     parser.add_argument("--store-dir", help="where the hub's SQLite files go")
+    parser.add_argument("--store", help="also run the hub on this PostgreSQL store "
+                        "(postgresql://...; a database of its own: its tables are kept)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--verbose", action="store_true", help="print every run's figures")
     args = parser.parse_args(argv)

@@ -72,6 +72,7 @@ def hub_app(args: argparse.Namespace) -> web.Application:
         bettensor_db=args.bettensor_db,
         bettensor_poll_s=args.bettensor_poll,
         bettensor_indexes=args.bettensor_indexes,
+        store_url=args.store if args.store.startswith("postgresql://") else None,
     )
     signer = Keypair.create_from_uri(VALIDATOR_URI)
     if args.bettensor_db is not None:  # as serve --bettensor-db --allowlist runs it
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--mode", choices=["broadcast", "echo"], default="broadcast",
                         help="reference behaviour")
-    parser.add_argument("--store", help="hub: SQLite store path")
+    parser.add_argument("--store", help="hub: SQLite store path or postgresql:// URL")
     parser.add_argument("--sync", default="FULL", help="hub: SQLite synchronous mode")
     parser.add_argument("--heartbeat", type=float, default=600.0, help="hub heartbeat (s)")
     parser.add_argument("--feed", choices=["none", "simulate"], default="none",

@@ -7,7 +7,10 @@ full jitter and try again, resuming the game stream where it stopped. Permanent
 failures (403, 4001, 4003, a key that cannot sign) stop it with a clear exception.
 When the WebSocket cannot be established but plain HTTP works, it switches to the
 HTTP fallback (long-poll + POST) and keeps probing the WebSocket; readers of
-:meth:`game_updates` and callers of :meth:`submit` notice nothing.
+:meth:`game_updates` and callers of :meth:`submit` notice nothing. A validator served
+by several hubs is given as several URLs: the policy fails over between them (sticky
+to the one that works), and the next hub gets the same resume point and the same
+outbox, so nothing the dead hub did not confirm is lost.
 
 The connection only coordinates; each job lives in its own module:
 :mod:`sdk.reconnect` decides what to do after each attempt (pure, replaceable),
@@ -26,11 +29,11 @@ assumes a global loop (it binds to the running one in :meth:`start`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
-import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -50,7 +53,6 @@ from .outbox import Outbox, OutboxEntry
 from .outbox_files import default_outbox_path
 from .reconnect import Decision, Fail, Fallback, ReconnectPolicy
 from .signing import Signer, WalletLike, hotkey_signer
-from .sqlite import DatabaseClosed
 from .submissions import Submissions
 from .transports import (
     HttpFallbackTransport,
@@ -60,6 +62,7 @@ from .transports import (
     Pacer,
     Transport,
     WebSocketTransport,
+    tls_connector,
 )
 
 log = logging.getLogger("sdk.connection")
@@ -79,12 +82,16 @@ class ConnectionState(StrEnum):
 
 
 class ValidatorConnection:
-    """A miner's connection to one validator hub.
+    """A miner's connection to one validator, through one of its hubs.
 
     ``url`` is the hub's address (``ws://host:port``, ``http://host:port`` or the full
-    ``.../ws`` URL); ``wallet`` anything bittensor can sign with (a ``Wallet``, a
-    ``Keypair``, a ``Signer``); ``validator_hotkey`` the ss58 address the upgrade is
-    signed for and the receipts must be signed by.
+    ``.../ws`` URL), or the addresses of several hubs of the same validator (a sequence,
+    or one string with commas: ``"ws://a:8091,ws://b:8091"``), in order of preference:
+    the connection uses the first that works and stays on it, and moves on to the next
+    when its hub goes away or cannot be reached (:class:`ReconnectPolicy`);
+    ``wallet`` anything bittensor can sign with (a ``Wallet``, a ``Keypair``, a
+    ``Signer``); ``validator_hotkey`` the ss58 address the upgrade is signed for and
+    the receipts must be signed by (every hub of the validator signs with its key).
 
     ``outbox``: a path (connections naming the same path share one file and one writer
     thread: :meth:`Outbox.shared`), ``":memory:"`` (private to this connection), an
@@ -99,7 +106,7 @@ class ValidatorConnection:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         wallet: WalletLike,
         validator_hotkey: str,
         *,
@@ -113,7 +120,8 @@ class ValidatorConnection:
     ) -> None:
         self.validator_hotkey = validator_hotkey
         self._wallet = wallet
-        self._address = HubAddress.parse(url)
+        self._addresses = HubAddress.parse_all(url)
+        self._endpoint = 0  # index in _addresses of the hub in use (or tried next)
         self.sports = sorted({s for s in sports if s})
         self.leagues = sorted({s for s in leagues if s})
         self._outbox_spec = outbox
@@ -133,14 +141,14 @@ class ValidatorConnection:
         self.reconnects = 0
         self._signer: Signer | None = None
         self.outbox: Outbox | None = None
-        self._table = GameTable(on_settled=self._settle)
+        self._submissions = Submissions(validator_hotkey, dispatch=self._dispatch,
+                                        publish=self._confirmed)
+        self._table = GameTable(on_settled=self._submissions.record_outcomes)
         self._confirmations: Fanout[Confirmation] = Fanout()
         self._states: Fanout[ConnectionState] = Fanout()
         self._clock = ClockEstimator()
         self._pacer = Pacer()
-        self._submissions = Submissions(validator_hotkey, dispatch=self._dispatch,
-                                        publish=self._confirmed)
-        self._link: LinkContext | None = None
+        self._links: tuple[LinkContext, ...] = ()  # one per hub address
         self._transport: Transport | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -176,8 +184,10 @@ class ValidatorConnection:
         self._submissions.outbox = self.outbox
         self._submissions.miner_hotkey = self.miner_hotkey
         if self._session is None:
-            self._session = aiohttp.ClientSession(connector=_connector(self.options.ca_file))
-        self._link = self._link_context(self._session, self.outbox)
+            self._session = aiohttp.ClientSession(connector=tls_connector(self.options.ca_file))
+        link = self._link_context(self._session, self.outbox)
+        self._links = tuple(dataclasses.replace(link, address=address)
+                            for address in self._addresses)
         self._closing = False
         self._supervisor = asyncio.create_task(self._supervise(), name="validator-connection")
 
@@ -217,6 +227,16 @@ class ValidatorConnection:
         self._table.synced.set()
 
     # -- public state ---------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL of the hub in use (or the one tried next)."""
+        return self._addresses[self._endpoint].url
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The WebSocket URLs of every hub of this validator, in order of preference."""
+        return tuple(address.url for address in self._addresses)
 
     @property
     def games(self) -> dict[str, Game]:
@@ -305,13 +325,15 @@ class ValidatorConnection:
     # -- supervisor -----------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        """Connect, serve, and do what the policy decides after each attempt."""
-        assert self._link is not None
-        link = self._link
+        """Connect, serve, and do what the policy decides after each attempt (which
+        includes the hub the next attempt goes to: :attr:`ReconnectPolicy.endpoint`)."""
+        assert self._links, "start() makes the links"
         policy = self._policy_factory(self.options)
+        policy.use_endpoints(len(self._links))
         decision: Decision | None = None  # None: connect now
         try:
             while not self._closing:
+                link = self._use_endpoint(policy.endpoint)
                 if decision is None:
                     self._set_state(ConnectionState.CONNECTING)
                     try:
@@ -320,10 +342,11 @@ class ValidatorConnection:
                         decision = policy.connect_failed(exc)
                         if exc.retryable:
                             log.info("connect to %s failed (%d in a row): %s",
-                                     self._address.ws_url, policy.failures, exc)
+                                     link.address.url, policy.failures, exc)
                         continue
                 elif isinstance(decision, Fallback):
-                    served = await self._serve_fallback(policy, decision.retry_websocket)
+                    served = await self._serve_fallback(link, policy,
+                                                        decision.retry_websocket)
                     if not isinstance(served, WebSocketTransport):
                         decision = served
                         continue
@@ -364,12 +387,18 @@ class ValidatorConnection:
             await session.close()
             await self._submissions.cancel_resends()
 
-    async def _serve_fallback(self, policy: ReconnectPolicy, retry_websocket: bool
-                              ) -> WebSocketTransport | Decision:
+    def _use_endpoint(self, endpoint: int) -> LinkContext:
+        """The link to the hub the policy chose; a change of hub is logged."""
+        if endpoint != self._endpoint:
+            log.warning("validator %s: failing over from %s to %s", self.validator_hotkey,
+                        self.url, self._addresses[endpoint].url)
+            self._endpoint = endpoint
+        return self._links[endpoint]
+
+    async def _serve_fallback(self, link: LinkContext, policy: ReconnectPolicy,
+                              retry_websocket: bool) -> WebSocketTransport | Decision:
         """Serve over HTTP until the WebSocket works again (returned) or the policy
         decides otherwise (a probe failed for good, or HTTP fails too)."""
-        assert self._link is not None
-        link = self._link
 
         async def probe() -> WebSocketTransport | Decision | None:
             try:
@@ -385,7 +414,7 @@ class ValidatorConnection:
         if retry_websocket and (outcome := await probe()) is not None:
             return outcome
         log.warning("WebSocket unavailable; using the HTTP fallback for %s",
-                    self._address.http_url)
+                    link.address.http_url)
         fallback = HttpFallbackTransport(link)
         self._transport = fallback
         self._set_state(ConnectionState.FALLBACK_HTTP)
@@ -431,9 +460,10 @@ class ValidatorConnection:
     # -- what the transports need and deliver ----------------------------------------------
 
     def _link_context(self, session: aiohttp.ClientSession, outbox: Outbox) -> LinkContext:
+        """The link to the first hub (the others differ only in their address)."""
         assert self._signer is not None, "start() resolves the signer before any link"
         return LinkContext(
-            session=session, address=self._address, options=self.options,
+            session=session, address=self._addresses[0], options=self.options,
             validator_hotkey=self.validator_hotkey, signer=self._signer,
             stream_query=lambda extra: self._table.stream_query(self.sports, self.leagues,
                                                                 extra),
@@ -446,20 +476,6 @@ class ValidatorConnection:
                             error=self._submissions.on_error_frame, clock=self._clock,
                             heartbeat_sent=lambda: self._table.prune(self.server_now())))
 
-    def _settle(self, outcomes: dict[str, int], prediction_id: str | None = None) -> None:
-        """Settle the confirmed predictions on these finished games (only
-        ``prediction_id`` when given), through the outbox's writer (queued, never
-        awaited here: this runs on the socket's reader)."""
-        outbox = self.outbox
-        if outbox is None or outbox.closed:
-            return
-        try:
-            recorded = outbox.record_outcomes(self.validator_hotkey, outcomes,
-                                              prediction_id=prediction_id)
-        except DatabaseClosed:
-            return
-        recorded.add_done_callback(_log_settlement_failure)
-
     def _confirmed(self, confirmation: Confirmation) -> None:
         """A verified confirmation, now in the outbox: publish it, and settle it at once
         if its game has already ended (it was confirmed after the outcome arrived, e.g.
@@ -467,7 +483,7 @@ class ValidatorConnection:
         if confirmation.status is not ConfirmationStatus.REJECTED:
             outcomes = self._table.settled_outcomes()
             if outcomes:
-                self._settle(outcomes, confirmation.prediction_id)
+                self._submissions.record_outcomes(outcomes, confirmation.prediction_id)
         self._confirmations.push(confirmation)
 
     def _dispatch(self, entry: OutboxEntry) -> None:
@@ -475,20 +491,3 @@ class ValidatorConnection:
         if self._transport is not None:
             self._transport.dispatch(entry)
 
-
-def _connector(ca_file: str | None) -> aiohttp.TCPConnector | None:
-    """The connector of the session a connection makes: aiohttp's default, or one that
-    verifies hub certificates against ``ca_file`` (a private CA) instead of the system's
-    CAs. A missing or unreadable file fails here, at start, not in the reconnect loop."""
-    if ca_file is None:
-        return None
-    try:
-        context = ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"ca_file {ca_file}: {exc}") from None
-    return aiohttp.TCPConnector(ssl=context)
-
-
-def _log_settlement_failure(recorded: asyncio.Future[int]) -> None:
-    if not recorded.cancelled() and recorded.exception() is not None:
-        log.error("could not record game outcomes in the outbox: %r", recorded.exception())

@@ -192,3 +192,8 @@ def close_error(close_code: int | None, reason: str = "") -> ConnectionClosedErr
     }.get(close_code, ConnectionClosedError)  # type: ignore[call-overload]
     text = reason or "connection closed"
     return cls(f"{text} (close code {close_code})", close_code=close_code)
+
+
+class MissingExtraError(BettensorWSError, ImportError):
+    """An optional part was asked for (``--backplane``, ``--store postgresql://``) whose
+    package is not installed; the message names the extra to install."""

@@ -19,7 +19,8 @@ class ConnectionOptions:
 
     backoff_base: float = 0.5
     """Seconds: the first reconnect delay's upper bound; it doubles per failure in a row
-    (full jitter: each delay is a uniform draw below the bound)."""
+    (full jitter: each delay is a uniform draw below the bound). With several hubs of one
+    validator it doubles per round of failed hubs: each hub of a round is tried within it."""
 
     backoff_cap: float = 30.0
     """Seconds: the largest reconnect delay (before any ``Retry-After`` the hub sends)."""

@@ -19,6 +19,22 @@ The rules it holds, and why:
   delay like failures do, so a hub that accepts and drops at once is not hammered at
   the base delay forever; a session that lasted resets that count;
 - a ``Retry-After`` from the hub is a floor for the next delay.
+
+A validator may serve miners from several hubs (several URLs, one hotkey). The
+policy then also says which URL the next attempt goes to (:attr:`ReconnectPolicy.endpoint`):
+
+- sticky: it starts with the first URL and stays on the one that works; it never
+  moves back to an earlier URL just because that one is up again;
+- a failed connect moves on to the next URL (round robin), after a jittered delay
+  that grows per *round* (every URL failed once), not per attempt, so the other hubs
+  are tried within ``backoff_base`` seconds each; a ``Retry-After`` binds only the
+  hub that sent it, so it floors the delay only when a round is complete;
+- a session that ended because of this client (closes 1008, 1009, 4008, 4029)
+  reconnects to the same hub: another hub would see the same client, and per-hub
+  limits are not there to be dodged; any other end (the hub going away, an abrupt
+  drop, a silent link) moves on at once: it cannot be told apart from the hub's
+  death, and retrying a blackholed hub would cost a whole handshake timeout;
+- the HTTP fallback is chosen only after every URL's WebSocket failed in the round.
 """
 
 from __future__ import annotations
@@ -26,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .backoff import Backoff
-from .codes import ErrorCode
+from .codes import CloseCode, ErrorCode
 from .errors import BettensorWSError, HandshakeError, HubUnreachableError
 from .options import ConnectionOptions
 
@@ -35,6 +51,11 @@ FALLBACK_STATUSES = frozenset({404, 405, 426})
 
 NO_FALLBACK_STATUSES = frozenset({401, 403, 429, 503})
 """Upgrade refusals about us or the hub's load, which plain HTTP would get too."""
+
+CLOSES_ABOUT_US = frozenset({CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG,
+                             CloseCode.SLOW_CONSUMER, CloseCode.RATE_LIMITED})
+"""Closes a hub sends because of what this client did: reconnect to the same hub
+(with several URLs; any other end of a session moves on to the next one)."""
 
 STABLE_SESSION_S = 10.0
 """A session this long (seconds) was not a flap."""
@@ -80,13 +101,19 @@ Decision = Wait | Fallback | Fail
 
 class ReconnectPolicy:
     """The default policy; one instance per connection (it counts that connection's
-    failures). Override any method to change one rule."""
+    failures). Override any method to change one rule.
+
+    ``endpoints``: how many URLs the validator has (the connection sets it with
+    :meth:`use_endpoints`); :attr:`endpoint` is the index of the one the next attempt
+    goes to."""
 
     def __init__(self, backoff: Backoff | None = None, *, http_fallback: bool = True,
-                 fallback_after: int = 3, stable_session_s: float = STABLE_SESSION_S
-                 ) -> None:
+                 fallback_after: int = 3, stable_session_s: float = STABLE_SESSION_S,
+                 endpoints: int = 1) -> None:
         if fallback_after < 1:
             raise ValueError(f"fallback_after must be >= 1, not {fallback_after!r}")
+        self.endpoints = self.endpoint = 0  # set by use_endpoints
+        self.use_endpoints(endpoints)
         self.backoff = backoff or Backoff()
         self.http_fallback = http_fallback
         self.fallback_after = fallback_after
@@ -102,8 +129,15 @@ class ReconnectPolicy:
                    http_fallback=options.http_fallback,
                    fallback_after=options.fallback_after)
 
+    def use_endpoints(self, count: int) -> None:
+        """The validator is reached at ``count`` URLs; the next attempt goes to the first."""
+        if count < 1:
+            raise ValueError(f"a validator needs at least one URL, not {count!r}")
+        self.endpoints = count
+        self.endpoint = 0
+
     def connect_failed(self, error: BettensorWSError) -> Decision:
-        """A WebSocket connect attempt failed with ``error``."""
+        """A WebSocket connect attempt (to :attr:`endpoint`) failed with ``error``."""
         if not error.retryable:
             return Fail(error)
         self.failures += 1
@@ -113,11 +147,13 @@ class ReconnectPolicy:
         if self.falls_back(error):
             refused = isinstance(error, HandshakeError) and error.status in FALLBACK_STATUSES
             return Fallback(retry_websocket=not refused)
+        self._move_on()
         return self._wait_after_failure()
 
     def fallback_unavailable(self) -> Decision:
         """The HTTP fallback could not serve (plain HTTP fails too, or stopped working):
-        back off as for the connect failure that led to it."""
+        back off as for the connect failure that led to it (towards the next URL)."""
+        self._move_on()
         return self._wait_after_failure()
 
     def probe_failed(self, error: BettensorWSError) -> Decision:
@@ -137,11 +173,16 @@ class ReconnectPolicy:
         if error is not None and not error.retryable:
             return Fail(error)
         self.flaps = 1 if duration_s >= self.stable_session_s else self.flaps + 1
+        if getattr(error, "close_code", None) not in CLOSES_ABOUT_US:
+            self._move_on()
         return Wait(self.backoff.delay(self.flaps))
 
     def falls_back(self, error: BettensorWSError) -> bool:
-        """Whether this failure (with the counts so far) sends us to the HTTP fallback."""
+        """Whether this failure (with the counts so far) sends us to the HTTP fallback:
+        never before every URL had its WebSocket tried in this round."""
         if not self.http_fallback or isinstance(error, HubUnreachableError):
+            return False
+        if self.failures < self.endpoints:
             return False
         if isinstance(error, HandshakeError):
             if error.status in FALLBACK_STATUSES:
@@ -150,8 +191,17 @@ class ReconnectPolicy:
                 return False
         return self.upgrade_failures >= self.fallback_after
 
+    def _move_on(self) -> None:
+        """The next attempt goes to the next URL (a no-op with one)."""
+        self.endpoint = (self.endpoint + 1) % self.endpoints
+
     def _wait_after_failure(self) -> Wait:
-        return Wait(self.backoff.delay(self.failures, self._retry_after))
+        """The delay grows per round of URLs; a hub's ``Retry-After`` binds that hub, so
+        it counts only once the round is complete (with one URL: every failure)."""
+        rounds, tried = divmod(self.failures, self.endpoints)
+        if tried:
+            return Wait(self.backoff.delay(rounds + 1))
+        return Wait(self.backoff.delay(rounds, self._retry_after))
 
 
 def refusal_detail(status: int, code: str | None, *, validator_hotkey: str, url: str,

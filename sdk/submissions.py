@@ -6,7 +6,8 @@ one resends it until a confirmation settles it. A confirmation counts only when
 its validator signature verifies over the dict exactly as received. ``submit()``
 callers wait on one future per prediction id; a caller that gives up waiting
 leaves the prediction in the outbox, and a later ``duplicate`` answer resolves
-with the original receipt.
+with the original receipt. Once confirmed, a prediction is settled in the outbox when
+its game's outcome arrives (:meth:`Submissions.record_outcomes`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .frames import Confirmation, ErrorFrame, Limits
 from .models import Game, Prediction
 from .outbox import Outbox, OutboxEntry
 from .signing import Signer, sign_prediction, verify_receipt
+from .sqlite import DatabaseClosed
 from .tasks import TaskSet
 from .validation import (
     DEFAULT_DAILY_WAGER_LIMIT,
@@ -125,6 +127,21 @@ class Submissions:
             # the hub could not take it now (shutting down, store failure): try again
             self.resend_later(frame.ref, _RESEND_DELAY_S)
 
+    def record_outcomes(self, outcomes: dict[str, int], prediction_id: str | None = None
+                        ) -> None:
+        """Settle the confirmed predictions on these finished games (only
+        ``prediction_id`` when given), through the outbox's writer (queued, never
+        awaited here: this runs on the socket's reader)."""
+        outbox = self.outbox
+        if outbox is None or outbox.closed:
+            return
+        try:
+            recorded = outbox.record_outcomes(self.validator_hotkey, outcomes,
+                                              prediction_id=prediction_id)
+        except DatabaseClosed:
+            return
+        recorded.add_done_callback(_log_settlement_failure)
+
     def resend_later(self, prediction_id: str, delay: float) -> None:
         """Send the prediction again after ``delay`` seconds if it is still pending."""
         self._resends.spawn(self._resend_later(prediction_id, delay),
@@ -185,6 +202,11 @@ def settled_result(entry: OutboxEntry) -> Confirmation:
     confirmation = Confirmation.model_validate(entry.receipt) if entry.receipt else None
     raise PredictionRejected(entry.message or "rejected", code=entry.code or "rejected",
                              prediction_id=entry.prediction_id, confirmation=confirmation)
+
+
+def _log_settlement_failure(recorded: asyncio.Future[int]) -> None:
+    if not recorded.cancelled() and recorded.exception() is not None:
+        log.error("could not record game outcomes in the outbox: %r", recorded.exception())
 
 
 def _fail_future(future: asyncio.Future[Any], error: BaseException) -> None:

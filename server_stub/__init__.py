@@ -14,10 +14,11 @@ from .http_errors import error_response, parse_stream_query
 from .hub import Hub
 from .intake import PredictionIntake, PredictionOutcome
 from .miner_ws import MinerWSHandler
+from .pgstore import PostgresStore
 from .registry import AllowListRegistry, MetagraphRegistry, OpenRegistry, metagraph_fetch
 from .session_table import SessionTable
 from .simulator import GameSimulator
-from .store import PredictionStore
+from .store import HubStore, PredictionStore
 
 __all__ = [
     "HUB_KEY",
@@ -29,9 +30,11 @@ __all__ = [
     "Hub",
     "HubClock",
     "HubConfig",
+    "HubStore",
     "MetagraphRegistry",
     "MinerWSHandler",
     "OpenRegistry",
+    "PostgresStore",
     "PredictionIntake",
     "PredictionOutcome",
     "PredictionStore",

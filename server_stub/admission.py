@@ -21,8 +21,8 @@ from aiohttp import web
 from sdk.codes import ErrorCode
 
 from .auth import BoundedNonceStore, GatedNonceStore, HubHTTPError, authenticate_caller
+from .backplane.base import BackplaneUnavailable
 from .backplane.nonces import SharedNonces
-from .backplane.redis_link import BackplaneUnavailable
 from .config import HubConfig
 from .forwarded import client_address
 from .http_errors import retry_after_seconds

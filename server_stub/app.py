@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from sdk.signing import Signer
 
+from .backplane import Backplane
 from .backplane.shared_auth import SharedAuth
 from .bettensor import BettensorBook, BettensorGameFeed, ValidatorDatabase
 from .clock import HubClock
@@ -23,12 +24,14 @@ from .http_api import HUB_KEY, METRICS_KEY, routes
 from .hub import Hub
 from .registry import MinerRegistry, OpenRegistry, RequireUid
 from .stats import StatsCollector
-from .store import PredictionStore
+from .store import HubStore, PredictionStore
 
 _MIN_BODY_BYTES = 1024 * 1024
 
 BETTENSOR_DB_KEY: web.AppKey[ValidatorDatabase] = web.AppKey("bettensor_db", ValidatorDatabase)
-SHARED_AUTH_KEY: web.AppKey[SharedAuth] = web.AppKey("shared_auth", SharedAuth)
+REDIS_KEY: web.AppKey[Any] = web.AppKey("redis", object)
+"""The app's ``redis.asyncio.Redis`` client when ``config.backplane_url`` is set (shared
+by the stream, nonces and presence; closed after the hub stops)."""
 
 
 def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | None = None,
@@ -39,17 +42,19 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
     ``signer`` is the validator identity (a bittensor Keypair, Wallet signer, or
     anything with ``ss58_address`` and ``sign``). The store opens, the registry
     and feed start when the app starts; on shutdown every miner gets 1001 and the
-    store is flushed. ``request.app[HUB_KEY]`` is the :class:`Hub`.
+    store is flushed. ``request.app[HUB_KEY]`` is the :class:`Hub`. The store is
+    PostgreSQL when ``config.store_url`` is set (``store_path`` is then unused), else
+    the SQLite file at ``store_path`` or ``config.store_path``.
     """
-    path = Path(store_path) if store_path is not None else config.store_path
-    if path is None:
-        raise ValueError("the hub needs a store path (config.store_path or store_path=)")
-    store = PredictionStore(path, synchronous=config.store_synchronous)
+    store = build_store(config, store_path)
     registry = registry or OpenRegistry()
     clock = clock or HubClock()
     validator_db: ValidatorDatabase | None = None
     book: BettensorBook | None = None
     if config.bettensor_db is not None:
+        if not isinstance(store, PredictionStore):
+            raise ValueError("with bettensor_db the predictions go into the validator's "
+                             "SQLite database, beside one hub: give no store_url")
         if feed is not None:
             raise ValueError("with bettensor_db the games come from its game_data: "
                              "give no other feed")
@@ -61,15 +66,30 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
                              daily_limit=config.daily_wager_limit)
         feed = BettensorGameFeed(validator_db, clock_now=clock.now)
         config = config.model_copy(update={"tick_interval_s": config.bettensor_poll_s})
-    shared = SharedAuth.from_config(config, signer.ss58_address)
+    redis: Any = None
+    backplane: Backplane | None = None
+    shared: SharedAuth | None = None
+    if config.backplane_url is not None:
+        from .backplane.codec import default_prefix
+        from .backplane.connect import redis_client
+        from .backplane.redis_stream import RedisBackplane
+
+        redis = redis_client(config.backplane_url)
+        prefix = config.redis_prefix or default_prefix(signer.ss58_address)
+        backplane = RedisBackplane(redis, prefix, history_size=config.history_size,
+                                   feed_lease_s=config.feed_lease_s)
+        shared = SharedAuth.build(redis, prefix, config, hub_id=backplane.hub_id)
     hub = Hub(config, signer=signer, registry=registry, store=store, feed=feed, clock=clock,
-              book=book, uid_of=None if book is None else registry.uid,
-              nonce_guard=shared.nonces if shared else None,
-              presence=shared.presence if shared else None)
+              book=book, uid_of=None if book is None else registry.uid, backplane=backplane,
+              nonce_guard=shared.nonces if shared is not None else None,
+              presence=shared.presence if shared is not None else None)
     app = web.Application(client_max_size=max(_MIN_BODY_BYTES, config.max_frame_bytes))
     app[HUB_KEY] = hub
+    hub.health_sections["store"] = store.health
+    if redis is not None:
+        app[REDIS_KEY] = redis
+        hub.health_sections["backplane"] = hub.backplane.health
     if shared is not None:
-        app[SHARED_AUTH_KEY] = shared
         hub.health_sections["shared_auth"] = shared.health
     if validator_db is not None:
         app[BETTENSOR_DB_KEY] = validator_db
@@ -85,6 +105,21 @@ def create_app(config: HubConfig, *, signer: Signer, store_path: str | Path | No
     return app
 
 
+def build_store(config: HubConfig, store_path: str | Path | None = None) -> HubStore:
+    """The store the config names: PostgreSQL at ``config.store_url``, else the SQLite
+    file at ``store_path`` (or ``config.store_path``). Not opened yet."""
+    if config.store_url is not None:
+        from .pgstore import PostgresStore
+
+        return PostgresStore(config.store_url, daily_limit=config.daily_wager_limit,
+                             pool_size=config.store_pool_size)
+    path = Path(store_path) if store_path is not None else config.store_path
+    if path is None:
+        raise ValueError("the hub needs a store: config.store_url, config.store_path or "
+                         "store_path=")
+    return PredictionStore(path, synchronous=config.store_synchronous)
+
+
 async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB_KEY]
     await hub.store.open()
@@ -98,7 +133,8 @@ async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
     try:
         await hub.start()
     except BaseException:
-        await _close_shared_auth(app)
+        await hub.stop()
+        await _close_redis(app)
         raise
     if hub.config.freeze_gc:
         # Everything alive now (imported modules, bittensor, pydantic schemas) lives as
@@ -108,13 +144,13 @@ async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
         gc.freeze()
     yield
     await hub.stop()
-    await _close_shared_auth(app)
+    await _close_redis(app)
 
 
-async def _close_shared_auth(app: web.Application) -> None:
-    shared = app.get(SHARED_AUTH_KEY)
-    if shared is not None:
-        await shared.close()
+async def _close_redis(app: web.Application) -> None:
+    redis = app.get(REDIS_KEY)
+    if redis is not None:
+        await redis.aclose()
 
 
 async def _stop_hub(app: web.Application) -> None:

@@ -205,11 +205,27 @@ def serve(
     = "finney",
     metagraph_refresh: Annotated[float, typer.Option(
         help="Seconds between metagraph refreshes.")] = 300.0,
-    store: Annotated[Path | None, typer.Option(
-        help="SQLite store path (default: the user data dir; a temp dir with --dev).")] = None,
+    store: Annotated[str | None, typer.Option(
+        help="Where predictions and games are kept: a SQLite file path (default: the user "
+             "data dir; a temp dir with --dev), or a postgresql://user@host/db URL that "
+             "several hubs of this validator share (needs pip install "
+             "'bettensor-ws[ha]').")] = None,
+    store_pool: Annotated[int, typer.Option(
+        "--store-pool", help="Connections to PostgreSQL (with --store postgresql://).")]
+    = 8,
     store_sync: Annotated[SyncMode, typer.Option(
         help="SQLite synchronous mode: full survives power loss, normal only crashes.")]
     = SyncMode.full,
+    backplane: Annotated[str | None, typer.Option(
+        "--backplane", help="redis://HOST:PORT/DB: share the game stream (epoch, seq, "
+        "history, table), the feed lease, replay protection and presence with this "
+        "validator's other hubs (needs pip install 'bettensor-ws\\[ha]').")] = None,
+    redis_prefix: Annotated[str | None, typer.Option(
+        "--redis-prefix", help="Key prefix in --backplane's Redis (default: "
+        "bt-ws:<validator ss58>); every hub of one validator uses the same.")] = None,
+    feed_lease: Annotated[float, typer.Option(
+        "--feed-lease", help="With --backplane: seconds the feed lease lasts; when the hub "
+        "running the feed dies, another takes over within about 4/3 of it.")] = 5.0,
     feed: Annotated[str | None, typer.Option(
         help="simulate | none | FILE.json (default: simulate with --dev, else none).")] = None,
     bettensor_db: Annotated[Path | None, typer.Option(
@@ -260,6 +276,7 @@ def serve(
     from aiohttp import web
 
     from .app import create_app
+    from .pgstore import is_postgres_url, redact
 
     if dev:
         validator_uri = validator_uri or (None if wallet_name else "//Alice")
@@ -276,14 +293,22 @@ def serve(
         game_feed = None
     else:
         game_feed = build_feed(feed or "none", seed)
-    store_path = store or default_store(signer.ss58_address, dev)
+    store_url = store if store is not None and is_postgres_url(store) else None
+    if store_url is not None and bettensor_db is not None:
+        raise _fail("--bettensor-db keeps predictions in the validator's SQLite database, "
+                    "beside one hub: not with --store postgresql://")
+    store_path = (default_store(signer.ss58_address, dev) if store is None
+                  else Path(store) if store_url is None else None)
     try:
         config = HubConfig(heartbeat_interval_s=heartbeat, max_connections=max_connections,
                            max_frame_bytes=max_frame_bytes, messages_per_second=rate,
                            store_synchronous=store_sync.value.upper(), freeze_gc=True,
+                           store_url=store_url, store_pool_size=store_pool,
                            admin_hotkeys=frozenset(admin_hotkey or []),
                            bettensor_db=bettensor_db, bettensor_poll_s=bettensor_poll,
                            bettensor_indexes=bettensor_indexes, dashboard=dashboard,
+                           backplane_url=check_backplane(backplane),
+                           redis_prefix=redis_prefix, feed_lease_s=feed_lease,
                            **admission_limits(connects_per_minute, connect_burst,
                                               upgrades_per_second, upgrade_burst,
                                               trusted_proxy or []))
@@ -298,8 +323,12 @@ def serve(
                f"health: {http}://{host}:{port}/ws/health")
     if dashboard is not DashboardAccess.OFF:
         typer.echo(f"  dashboard ({dashboard.value}): {http}://{host}:{port}/")
-    typer.echo(f"  store {store_path}   feed {feed or 'none'}   registry "
+    where = redact(store_url) if store_url else store_path
+    typer.echo(f"  store {where}   feed {feed or 'none'}   registry "
                f"{type(registry).__name__}")
+    if backplane is not None:
+        typer.echo(f"  backplane {backplane}   prefix "
+                   f"{redis_prefix or 'bt-ws:' + signer.ss58_address}")
     sys.stdout.flush()
     try:
         web.run_app(application, host=host, port=port, print=None, shutdown_timeout=10.0,
@@ -307,9 +336,26 @@ def serve(
     except OSError as exc:
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1) from None
     finally:
-        if dev and store is None:  # a throwaway store for a throwaway key: leave no litter
+        if dev and store is None and store_path is not None:
+            # a throwaway store for a throwaway key: leave no litter
             shutil.rmtree(store_path.parent, ignore_errors=True)
     typer.echo("hub stopped: miners closed with 1001, store flushed")
+
+
+def check_backplane(url: str | None) -> str | None:
+    """``--backplane`` checked before anything starts (scheme and the redis package)."""
+    if url is None:
+        return None
+    from sdk.errors import MissingExtraError
+
+    from .backplane.connect import check_backplane_url, require_redis
+
+    try:
+        check_backplane_url(url)
+        require_redis()
+    except (ValueError, MissingExtraError) as exc:
+        raise _fail(f"--backplane: {exc}") from None
+    return url
 
 
 @app.command()

@@ -6,7 +6,7 @@ from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sdk.validation import DEFAULT_DAILY_WAGER_LIMIT, DEFAULT_ODDS_TOLERANCE
 
@@ -63,7 +63,21 @@ class HubConfig(BaseModel):
     """How long a close handshake may take before the transport is aborted."""
     shutdown_retry_after_s: float = Field(5.0, ge=0)
     store_path: Path | None = None
+    store_url: str | None = None
+    """A ``postgresql://`` URL: predictions and games in that database, which several
+    hubs of one validator share (:mod:`server_stub.pgstore`); ``store_path`` is then
+    unused. None: the SQLite file at ``store_path``."""
+    store_pool_size: int = Field(8, ge=1)
+    """Connections to PostgreSQL (with ``store_url``)."""
     store_synchronous: str = "FULL"
+    backplane_url: str | None = None
+    """``redis://...``: share the game stream, its feed lease (and replay protection and
+    presence) with the validator's other hubs through this Redis; None: this hub alone."""
+    redis_prefix: str | None = None
+    """Key prefix in that Redis; None: ``bt-ws:<validator ss58>``."""
+    feed_lease_s: float = Field(5.0, gt=0)
+    """With a backplane: the feed lease's TTL; when its holder dies another hub runs the
+    feed within about 4/3 of it."""
     bettensor_db: Path | None = None
     """A Bettensor validator's database: games come from its ``game_data``, accepted
     predictions go into its ``predictions`` (see :mod:`server_stub.bettensor`)."""
@@ -72,12 +86,6 @@ class HubConfig(BaseModel):
     bettensor_indexes: bool = False
     """Add the hub's indexes to the validator's ``predictions`` table (see
     :data:`server_stub.bettensor.schema.HUB_INDEXES`)."""
-    backplane_url: str | None = None
-    """``redis://...``: share with the other hubs of this validator what must be shared
-    (replay protection, one connection per hotkey: :mod:`server_stub.backplane`).
-    None: this hub alone, nothing leaves the process."""
-    redis_prefix: str | None = None
-    """Prefix of every Redis key of this validator's hubs; None: ``bt-ws:<validator ss58>``."""
     admin_hotkeys: frozenset[str] = frozenset()
     """Hotkeys besides the validator's own allowed to POST /admin/games."""
     freeze_gc: bool = False
@@ -87,3 +95,11 @@ class HubConfig(BaseModel):
     """Accept permessage-deflate when the miner offers it."""
     dashboard: DashboardAccess = DashboardAccess.LOCAL
     """Who may see the live dashboard at ``GET /`` (a proxy in front must guard it too)."""
+
+    @field_validator("store_url")
+    @classmethod
+    def _postgres_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store_url must be a postgresql:// URL (a SQLite file is "
+                             "store_path)")
+        return url

@@ -16,9 +16,11 @@ from sdk.frames import GameUpdate, PredictionFrame, load_json, parse_prediction_
 from sdk.models import Game
 
 from .auth import HubHTTPError
+from .backplane.base import BackplaneUnavailable
 from .http_errors import error_response, json_response, parse_stream_query
 from .hub import Hub
 from .intake import Confirmed, Pending, RateLimited, ShuttingDown, Unidentified
+from .store import StoreClosed
 
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub", Hub)
 METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
@@ -81,9 +83,20 @@ async def handle_admin_games(request: web.Request) -> web.Response:
         games = _games_from_body(body)
     except HubHTTPError as error:
         return _refusal(hub, error)
-    record = hub.publish(games)
-    return json_response({"epoch": hub.stream.epoch, "seq": hub.stream.seq,
-                              "changed": 0 if record is None else len(record.games)})
+    # Acknowledged means durable: the answer waits for the store's commit and the
+    # stream's append (a hub killed right after the 200 still has the games).
+    try:
+        record = await hub.publish(games)
+    except StoreClosed:
+        return error_response(HubHTTPError(503, ErrorCode.SHUTTING_DOWN, "hub shutting down",
+                                           retry_after=hub.config.shutdown_retry_after_s))
+    except BackplaneUnavailable as exc:
+        return error_response(HubHTTPError(
+            503, ErrorCode.INTERNAL_ERROR, f"{exc}; the games are stored: post them again",
+            retry_after=1.0))
+    return json_response({"epoch": hub.stream.epoch,
+                          "seq": hub.stream.seq if record is None else record.seq,
+                          "changed": 0 if record is None else len(record.games)})
 
 
 def _games_from_body(body: bytes) -> list[Game]:

@@ -2,9 +2,10 @@
 
 :class:`Hub` wires admission (:mod:`.admission`), the session table and broadcast
 (:mod:`.session_table`), the miner WebSocket (:mod:`.miner_ws`) and the prediction
-intake (:mod:`.intake`) around one game stream, store and clock. It publishes games,
-runs the feed and heartbeat loops, reports health, and owns every long-lived task it
-starts, stopping them in :meth:`Hub.stop`.
+intake (:mod:`.intake`) around one game stream, store and clock. It publishes games
+(committed to the store, then appended to its backplane, :mod:`.backplane`), runs the
+feed (while it holds the feed lease) and heartbeat loops, reports health, and owns
+every long-lived task it starts, stopping them in :meth:`Hub.stop`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from sdk.codes import CloseCode
@@ -23,6 +24,7 @@ from sdk.validation import Rules
 
 from .activity import PredictionActivity
 from .admission import Admission
+from .backplane import Backplane, LocalBackplane
 from .backplane.nonces import SharedNonces
 from .backplane.presence import Presence, PresenceClaim
 from .clock import HubClock
@@ -34,7 +36,7 @@ from .predictions import PredictionDesk, UidLookup
 from .registry import MinerRegistry
 from .session_table import SessionTable
 from .stats import HubStats
-from .store import PredictionBook, PredictionStore
+from .store import HubStore, PredictionBook, StoreClosed
 from .stream import GameStream, UpdateRecord
 from .wsframes import SharedFrame
 
@@ -45,15 +47,17 @@ class Hub:
     """All state of one validator hub."""
 
     def __init__(self, config: HubConfig, *, signer: Signer, registry: MinerRegistry,
-                 store: PredictionStore, feed: GameFeed | None = None,
+                 store: HubStore, feed: GameFeed | None = None,
                  clock: HubClock | None = None, book: PredictionBook | None = None,
-                 uid_of: UidLookup | None = None, nonce_guard: SharedNonces | None = None,
+                 uid_of: UidLookup | None = None, backplane: Backplane | None = None,
+                 nonce_guard: SharedNonces | None = None,
                  presence: Presence | None = None) -> None:
         """``book``: where accepted predictions are recorded (default: ``store``);
         ``uid_of``: the miners' UIDs, when the book needs them (every prediction of a
-        hotkey without one is then rejected); ``nonce_guard`` and ``presence``: replay
-        protection and one connection per hotkey across the hubs of this validator
-        (:mod:`.backplane`; None: this hub alone, as without a backplane)."""
+        hotkey without one is then rejected); ``backplane``: the stream games are
+        published on (default: :class:`LocalBackplane`, this hub alone);
+        ``nonce_guard`` and ``presence``: replay protection and one connection per
+        hotkey across the hubs of this validator (None: this hub alone)."""
         self.config = config
         self.signer = signer
         self.validator_hotkey: str = signer.ss58_address
@@ -61,6 +65,7 @@ class Hub:
         self.store = store
         self.book: PredictionBook = book if book is not None else store
         self.feed = feed
+        self.backplane: Backplane = backplane if backplane is not None else LocalBackplane()
         self.health_sections: dict[str, Callable[[], dict[str, Any]]] = {}
         """Extra parts of ``GET /ws/health`` by name (e.g. the Bettensor database)."""
         self.clock = clock or HubClock()
@@ -85,6 +90,7 @@ class Hub:
             stats=self.stats, presence=presence)
         self._tasks: set[asyncio.Task[None]] = set()
         self._update_event = asyncio.Event()
+        self._feeding = False  # the feed's initial games are published (by this hub)
 
     @property
     def shutting_down(self) -> bool:
@@ -94,11 +100,10 @@ class Hub:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        stored = await self.store.load_games()
-        if stored:
-            self.stream.apply(stored)
-        if self.feed is not None:
-            self.publish(await feed_games(self.feed.initial_games()))
+        await self.backplane.start(self)
+        if self.feed is not None and self.backplane.holds_feed():
+            await self.publish(await feed_games(self.feed.initial_games()))
+            self._feeding = True
         if self.presence is not None:
             await self.presence.start(self._on_presence, lambda: list(self.sessions))
         await self.registry.start(self.sessions.close_deregistered)
@@ -117,6 +122,7 @@ class Hub:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.presence is not None:
             await self.presence.stop()
+        await self.backplane.stop()
         await self.registry.stop()
         if self.book is not self.store:
             await self.book.close()  # what is in flight reaches it (and the store)
@@ -141,23 +147,43 @@ class Hub:
                                        elsewhere=claim.hub_id != self.presence.hub_id)
 
     async def _feed_loop(self) -> None:
-        assert self.feed is not None
+        """Every tick, while this hub holds the feed lease (always, alone): the feed's
+        changes are published; its initial games first when the lease was just taken.
+        Changes that could not be published are offered again with the next tick's."""
+        feed = self.feed
+        assert feed is not None
+        unpublished: list[Game] = []
         while True:
             await asyncio.sleep(self.config.tick_interval_s)
+            if not self.backplane.holds_feed():
+                self._feeding = False
+                continue
             try:
-                changes = await feed_games(self.feed.step(self.clock.now()))
+                if self._feeding:
+                    changes = await feed_games(feed.step(self.clock.now()))
+                else:
+                    changes = await feed_games(feed.initial_games())
+                    self._feeding = True
+                    log.info("running the game feed")
             except Exception:  # feeds are pluggable: one bad tick must not stop the hub
                 log.exception("game feed failed; skipping this tick")
                 continue
-            if changes:
-                self.publish(changes)
+            changes = unpublished + changes
+            if not changes:
+                continue
+            try:
+                await self.publish(changes)
+                unpublished = []
+            except Exception:  # the store or Redis: try again at the next tick
+                log.exception("feed update not published; retrying at the next tick")
+                unpublished = changes
 
     async def _heartbeat_loop(self) -> None:
         interval = self.config.heartbeat_interval_s
         while True:
             await asyncio.sleep(interval)
             deadline = time.monotonic() - 3 * interval
-            self.stream.prune(self.clock.now())
+            self.backplane.forget(self.stream.prune(self.clock.now()))
             alive = []
             for session in list(self.sessions.values()):
                 if session.last_received < deadline:
@@ -173,23 +199,48 @@ class Hub:
 
     # -- games ------------------------------------------------------------------------
 
-    def publish(self, games: Iterable[Game]) -> UpdateRecord | None:
-        """Upsert games; broadcast the changes as one game_update. None: nothing changed."""
-        record = self.stream.apply(games)
-        if record is None:
+    async def publish(self, games: Iterable[Game]) -> UpdateRecord | None:
+        """Upsert games and broadcast the changes as one game_update; None: nothing
+        changed. Returns once the changes are committed to the store and appended to
+        the stream, in that order: what is acknowledged survives a crash, and no miner
+        ever sees a game the store could lose. Raises the store's errors and
+        :class:`~server_stub.backplane.base.BackplaneUnavailable`."""
+        changes = self.stream.changes(games)
+        if not changes:
             return None
-        # Broadcast first: the store's writer thread would otherwise wake up during the
-        # broadcast and contend for the GIL at every socket write (bench/fanout.py).
+        await self.store.save_games(changes)
+        return await self.backplane.append(changes)
+
+    # -- what the backplane calls (StreamSink) ---------------------------------------------
+
+    def deliver(self, record: UpdateRecord) -> None:
+        """An update reached :attr:`stream`: broadcast it, wake the long-polls."""
         self.sessions.broadcast(record)
-        self.store.save_games(record.games).add_done_callback(_log_failure)
         event, self._update_event = self._update_event, asyncio.Event()
         event.set()
-        return record
+
+    def resynced(self) -> None:
+        """The stream was reset (a shared stream's new epoch): snapshots for all."""
+        self.sessions.send_snapshots()
+        event, self._update_event = self._update_event, asyncio.Event()
+        event.set()
+
+    def stored_games(self) -> asyncio.Future[list[Game]]:
+        return self.store.load_games()
+
+    def mirror(self, games: Sequence[Game]) -> None:
+        try:
+            self.store.save_games(games).add_done_callback(_log_failure)
+        except StoreClosed:
+            log.debug("store closed: %d mirrored games not saved", len(games))
 
     async def wait_for_update(self, after_seq: int, timeout: float) -> None:
-        """Return when ``seq`` passes ``after_seq`` or ``timeout`` elapses (long-poll)."""
+        """Return when ``seq`` passes ``after_seq``, the epoch changes or ``timeout``
+        elapses (long-poll)."""
         deadline = time.monotonic() + timeout
-        while self.stream.seq <= after_seq and not self.shutting_down:
+        epoch = self.stream.epoch
+        while (self.stream.seq <= after_seq and self.stream.epoch == epoch
+               and not self.shutting_down):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return

@@ -120,8 +120,15 @@ class PredictionIntake:
             # a prediction whose fields are wrong: answer it like a rule rejection so
             # the miner's pending submit resolves (only when its id could be read: ref
             # is the frame type otherwise, not a prediction id)
+            try:
+                # a stored prediction resent with a broken field is still a duplicate:
+                # the lookup needs the store, which may be closing (PROTOCOL.md §7.3)
+                data = await self._desk.reject(hotkey, error.ref, str(error.code),
+                                               error.message)
+            except StoreClosed:
+                self._stats.errors[ErrorCode.SHUTTING_DOWN] += 1
+                return ShuttingDown(error.ref)
             self._stats.predictions[ConfirmationStatus.REJECTED] += 1
-            data = await self._desk.reject(hotkey, error.ref, str(error.code), error.message)
             self._stats.activity.record(hotkey, data["status"], data["code"])
             return Confirmed(data)
         self._stats.errors[str(error.code)] += 1

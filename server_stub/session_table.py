@@ -121,6 +121,13 @@ class SessionTable(Mapping[str, MinerSession]):
             self._snapshots[flt] = shared
         return shared
 
+    def send_snapshots(self) -> None:
+        """Every session gets a snapshot of its filter: the stream was reset (a shared
+        stream's new epoch), so what it holds no longer continues."""
+        for flt, members in list(self._groups.items()):
+            if members:
+                self.send_to(list(members), self.snapshot_frame(flt))
+
     @staticmethod
     def send_to(sessions: Iterable[MinerSession], shared: SharedFrame) -> None:
         """The same message to each of ``sessions`` (each in its negotiated framing)."""

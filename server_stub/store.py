@@ -143,6 +143,44 @@ class PredictionBook(Protocol):
         ...
 
 
+class HubStore(PredictionBook, Protocol):
+    """Everything the hub keeps durably: its predictions (a :class:`PredictionBook`)
+    and its game table. :class:`PredictionStore` (one SQLite file, the default) and
+    :class:`server_stub.pgstore.PostgresStore` (PostgreSQL, shared by several hubs of
+    one validator) are the two."""
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed so far (health and metrics)."""
+        ...
+
+    @property
+    def committed_ops(self) -> int:
+        """Operations in those transactions (more than ``commits`` when grouped)."""
+        ...
+
+    @property
+    def queued(self) -> int:
+        """Operations waiting to be run."""
+        ...
+
+    async def open(self) -> HubStore:
+        """Connect and create what is missing of the schema; returns the store."""
+        ...
+
+    def save_games(self, games: Iterable[Game]) -> asyncio.Future[None]:
+        """Upsert games by id; resolves after the COMMIT (acknowledged means durable)."""
+        ...
+
+    def load_games(self) -> asyncio.Future[list[Game]]:
+        """Every game saved so far (a hub starting again serves them)."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """The ``store`` section of ``GET /ws/health``: ``engine``, ``commits``..."""
+        ...
+
+
 class PredictionStore:
     """The hub's predictions and games in one SQLite file."""
 
@@ -169,6 +207,11 @@ class PredictionStore:
     async def open(self) -> PredictionStore:
         await self._db.open()
         return self
+
+    def health(self) -> dict[str, Any]:
+        """The ``store`` section of ``GET /ws/health``."""
+        return {"engine": "sqlite", "path": str(self.path), "commits": self.commits,
+                "queued": self.queued}
 
     async def close(self) -> None:
         """Commit everything queued, then close the database."""

@@ -3,8 +3,10 @@ updates for resuming miners, and the ``game_update`` frames built from them (the
 place that builds them, for the WebSocket and the long-poll alike). Pure logic, no I/O.
 
 ``epoch`` names one continuous history: it changes whenever the history is lost
-(every hub start), so a miner that resumes with an old epoch gets a snapshot.
-``seq`` increases by one per published update.
+(every hub start, or, with a shared stream, when Redis lost it), so a miner that
+resumes with an old epoch gets a snapshot. ``seq`` increases by one per published
+update: :meth:`GameStream.apply` numbers them itself (one hub), :meth:`GameStream.
+apply_record` takes the number a shared stream gave (:mod:`server_stub.backplane`).
 """
 
 from __future__ import annotations
@@ -100,12 +102,54 @@ class GameStream:
         self.version += 1
         self.seq += 1
         record = UpdateRecord(self.seq, tuple(changed.values()))
+        self._remember(record)
+        return record
+
+    def _remember(self, record: UpdateRecord) -> None:
         self._prev_of_latest = dict(self._last_match)
         for flt in self._last_match:
             if any(flt.matches(game) for game in record.games):
                 self._last_match[flt] = record.seq
         self._history.append(record)
+
+    def changes(self, games: Iterable[Game]) -> list[Game]:
+        """The games that differ from the table (ignoring ``last_update_date``), without
+        applying them; within ``games`` a later entry of an id wins. What a publish
+        commits to the store before anything is sent."""
+        latest: dict[str, Game] = {}
+        for game in games:
+            latest.pop(game.game_id, None)  # keep the later entry's position too
+            latest[game.game_id] = game
+        return [game for game in latest.values()
+                if (current := self.games.get(game.game_id)) is None
+                or not current.same_state(game)]
+
+    def apply_record(self, seq: int, games: Iterable[Game]) -> UpdateRecord:
+        """Apply an update some other part numbered (a shared stream): every game is
+        upserted and the record kept at ``seq``, which must be past :attr:`seq`."""
+        if seq <= self.seq:
+            raise ValueError(f"seq {seq} is not after the stream's seq {self.seq}")
+        record = UpdateRecord(seq, tuple(games))
+        for game in record.games:
+            self.games[game.game_id] = game
+        self.version += 1
+        self.seq = seq
+        self._remember(record)
         return record
+
+    def reset(self, epoch: str, seq: int, games: Iterable[Game],
+              history: Iterable[UpdateRecord] = ()) -> None:
+        """Start over as another history (a shared stream's epoch changed, or this hub
+        fell behind it): the table, seq and history given; the records of ``history``
+        oldest first, each at most ``seq``. Connected miners need a snapshot after it."""
+        self.epoch = epoch
+        self.games = {game.game_id: game for game in games}
+        self.version += 1
+        self._history.clear()
+        self._last_match.clear()
+        self._prev_of_latest.clear()
+        self._history.extend(record for record in history if record.seq <= seq)
+        self.seq = seq
 
     def forget(self, game_ids: Iterable[str]) -> None:
         """Drop games from the table (history keeps its past records)."""

@@ -1,7 +1,7 @@
 """A real hub in this process, on loopback: for tests, notebooks and ``bt-miner --dev``.
 
 :class:`LocalHub` serves the real :func:`~server_stub.create_app` application (real
-sockets, real signatures, a real SQLite store) on a free port. By default it signs as
+sockets, real signatures, a real SQLite or PostgreSQL store) on a free port. By default it signs as
 ``//Alice``, admits any valid signature (open registry), keeps its store in a temp
 dir it deletes, and is fed by :func:`brisk_simulator` (a kick-off every ~10 s,
 matches of ~10 s, odds drifting every tick) so games, predictions and receipts flow
@@ -131,7 +131,7 @@ class LocalHub:
         if self._runner is not None:
             raise RuntimeError("the LocalHub is already started")
         store_path = self._given_store_path
-        if store_path is None:
+        if store_path is None and self.config.store_url is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="bt-local-hub-")
             store_path = Path(self._tmp.name) / "hub.sqlite3"
         self.store_path = store_path

@@ -78,7 +78,8 @@ _OPTION_NAMES = frozenset(option.name for option in dataclasses.fields(Connectio
 
 @pytest.fixture
 async def miner(start_hub: Any, fault_proxy: Any) -> AsyncIterator[Callable[..., Any]]:
-    """``miner(url, key=Bob, **overrides)``: a (not yet started) ValidatorConnection with
+    """``miner(url, key=Bob, **overrides)``: a (not yet started) ValidatorConnection (``url``:
+    a URL, a FaultProxy, or a list of either: the hubs of one validator) with
     fast test timings (:data:`FAST_CLIENT`, an in-memory outbox), closed after the test
     (before the hub and the proxy stop). ``overrides`` may name ConnectionOptions fields
     (they replace FAST_CLIENT's) or other constructor arguments."""
@@ -87,7 +88,8 @@ async def miner(start_hub: Any, fault_proxy: Any) -> AsyncIterator[Callable[...,
     connections: list[ValidatorConnection] = []
 
     def make(url: Any, key: Keypair | None = None, **overrides: Any) -> ValidatorConnection:
-        target = url if isinstance(url, str) else url.url  # a FaultProxy
+        urls = url if isinstance(url, list) else [url]
+        target = [u if isinstance(u, str) else u.url for u in urls]  # u.url: a FaultProxy
         tuning = {name: overrides.pop(name) for name in _OPTION_NAMES & overrides.keys()}
         conn = ValidatorConnection(target, key or miner_key("Bob"), VALIDATOR.ss58_address,
                                    **{"outbox": ":memory:", **overrides},

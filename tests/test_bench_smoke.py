@@ -56,3 +56,12 @@ def test_quick_mode_completes(module: str, extra: list[str], expected: list[str]
             f"missing {line!r} in:\n{result.stdout[-3000:]}")
     assert "Traceback" not in output, output[-3000:]
     assert list(tmp_path.iterdir()) == [], "the benchmark left its store behind"
+
+
+def test_canonical_bytes_benchmark_runs() -> None:
+    result = subprocess.run([sys.executable, "-m", "bench.canonical", "--number", "200"],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=90, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for label in ("prediction", "receipt"):
+        assert f"RATIO canonical.vs_json_dumps[{label}] = " in result.stdout

@@ -19,11 +19,13 @@ import aiohttp
 import pytest
 from bittensor import http_auth
 from bittensor.keyfiles import Keypair
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sdk.errors import ReplacedError
 from sdk.models import Prediction
-from server_stub.backplane.presence import PresenceClaim, parse_claim
-from server_stub.backplane.redis_link import BackplaneUnavailable
+from server_stub.backplane.base import BackplaneUnavailable
+from server_stub.backplane.connect import redis_client
+from server_stub.backplane.presence import Presence, PresenceClaim, parse_claim
 from server_stub.testing import LocalHub, brisk_config
 
 from .kit.games import future_game, games_body
@@ -324,11 +326,18 @@ async def test_redis_down_refuses_new_callers_with_503_then_both_features_come_b
 
 async def test_a_hub_does_not_start_when_its_backplane_is_unreachable(tmp_path):
     async with private_redis(tmp_path) as server:
-        url = server.url
+        url = server.url  # nothing listens there once it is stopped
     hub = LocalHub(config=hub_config(url, "nowhere"), feed=None)
-    with pytest.raises(BackplaneUnavailable):
+    with pytest.raises((BackplaneUnavailable, RedisConnectionError)):
         await hub.start()
     await hub.stop()
+    # presence on its own says so too (the stream's start happens to fail first)
+    client = redis_client(url)
+    presence = Presence(client, "nowhere")
+    with pytest.raises(BackplaneUnavailable):
+        await presence.start(lambda claim: None, list)
+    assert not presence.subscribed
+    await client.aclose()
 
 
 async def test_presence_survives_a_lost_subscription_by_reconciling(hubs):

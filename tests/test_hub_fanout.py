@@ -61,7 +61,7 @@ async def test_a_broadcast_reaches_plain_and_deflate_miners_byte_for_byte(start_
     assert (plain.compress, deflated.compress) == (0, 15)
     await welcome_and_snapshot(plain)
     await welcome_and_snapshot(deflated)
-    record = running.hub.publish([future_game(f"g{i}", team_a="Alpha") for i in range(50)])
+    record = await running.hub.publish([future_game(f"g{i}", team_a="Alpha") for i in range(50)])
     assert record is not None
     expected = encode_frame(running.hub.stream.broadcast_update(record, ALL_GAMES))
     for ws in (plain, deflated):
@@ -132,7 +132,7 @@ async def test_every_deflate_offer_is_answered_without_server_context_takeover(
         frames = []
         for publish in (False, False, True):  # welcome, snapshot, then a broadcast
             if publish:
-                running.hub.publish([future_game("g1", team_a="Alpha" * 20)])
+                await running.hub.publish([future_game("g1", team_a="Alpha" * 20)])
             opcode, rsv1, payload = await read_frame(reader)
             assert (opcode, rsv1) == (1, True)
             alone = zlib.decompressobj(-wbits).decompress(payload + TRAILER)
@@ -152,13 +152,13 @@ async def test_a_slow_miners_frames_keep_their_order_when_its_socket_drains(star
     session = running.hub.sessions[BOB.ss58_address]
     posts = await fill_socket(running, session)
     for extra in range(3):  # small ones, queued behind the bulky ones
-        running.hub.publish([future_game(f"small-{extra}")])
+        await running.hub.publish([future_game(f"small-{extra}")])
     assert session.queued >= 4
     total = posts + 3
     seqs = [(await receive_json(ws, timeout=20.0))["data"]["seq"] for _ in range(total)]
     assert seqs == list(range(1, total + 1))
     await eventually(lambda: session.queued == 0 and not send_tasks())
-    running.hub.publish([future_game("after")])
+    await running.hub.publish([future_game("after")])
     assert (await receive_json(ws))["data"]["seq"] == total + 1
     assert running.hub.stats.closes[int(CloseCode.SLOW_CONSUMER)] == 0
 

@@ -5,6 +5,7 @@ never reads, and a feed that drives the stream."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import sqlite3
@@ -167,4 +168,61 @@ async def test_a_link_lost_during_the_upgrade_is_no_error_in_the_hub_log(start_h
     ws = await running.connect(CHARLIE)
     welcome, _ = await welcome_and_snapshot(ws)  # the hub still serves everyone else
     assert welcome["validator_hotkey"] == running.validator_hotkey
+    assert_no_crash_logs(caplog.records)
+
+
+def broken_prediction_text(index: int) -> tuple[str, str]:
+    """A prediction frame whose id reads but whose wager does not: answered with a
+    signed rejection after a stored-duplicate lookup (PROTOCOL.md §7.1)."""
+    pid = f"00000000-0000-4000-8000-{index:012d}"
+    prediction = {"prediction_id": pid, "game_id": "g1", "predicted_outcome": 0,
+                  "predicted_odds": 2.0, "team_a": "A", "team_b": "B", "wager": "lots",
+                  "team_a_odds": 2.0, "team_b_odds": 2.0}
+    return pid, json.dumps({"type": "prediction", "data": {"prediction": prediction}})
+
+
+async def test_a_prediction_read_while_the_store_closes_gets_shutting_down(start_hub, caplog):
+    """PROTOCOL.md §7.3: the rejection path's duplicate lookup meets a closed store and
+    answers shutting_down with the prediction id, instead of a traceback and silence."""
+    caplog.set_level(logging.WARNING)
+    running = await start_hub()
+    ws = await running.connect(BOB)
+    await welcome_and_snapshot(ws)
+    await running.hub.store.close()  # as Hub.stop does before it closes the sockets
+    pid, text = broken_prediction_text(1)
+    await ws.send_str(text)
+    error = await receive_type(ws, "error")
+    assert error["data"] == {"code": "shutting_down", "message": error["data"]["message"],
+                             "ref": pid}
+    assert running.hub.stats.errors["shutting_down"] == 1
+    assert_no_crash_logs(caplog.records)
+
+
+async def test_stop_during_a_burst_of_broken_predictions_answers_each_once(start_hub, caplog):
+    """Thousands of broken predictions queued when the hub is told to stop: each one read
+    is answered once (a rejection, or shutting_down), none with a traceback."""
+    caplog.set_level(logging.WARNING)
+    running = await start_hub(messages_per_second=1e6, message_burst=1e6)
+    ws = await running.connect(BOB)
+    await welcome_and_snapshot(ws)
+    frames = [broken_prediction_text(index) for index in range(3000)]
+    for _, text in frames:
+        await ws.send_str(text)
+    # broken frames are counted as "invalid" messages
+    await eventually(lambda: running.hub.stats.messages_in["invalid"] >= 200)
+    closing = asyncio.create_task(running.server.stop())
+    code, received = await receive_close(ws, timeout=30)
+    await asyncio.wait_for(closing, 30)
+    assert code == 1001
+    answers: dict[str, list[str]] = {}
+    for frame in received:
+        data = frame["data"]
+        if frame["type"] == "confirmation":
+            answers.setdefault(data["prediction_id"], []).append(data["code"])
+        elif frame["type"] == "error":
+            answers.setdefault(data["ref"], []).append(data["code"])
+    sent = {pid for pid, _ in frames}
+    assert set(answers) <= sent
+    assert all(codes in (["invalid_wager"], ["shutting_down"]) for codes in answers.values())
+    assert len(answers) >= 200
     assert_no_crash_logs(caplog.records)

@@ -271,8 +271,8 @@ async def test_queue_size_alone_bounds_a_burst(start_hub):
         assert posts <= 200, "the socket never filled"
         await running.post_games(bulky_games(posts, 1000))
     assert not session.closing
-    for i in range(9):  # synchronously, as one broadcast loop would
-        running.hub.publish([future_game(f"burst-{i}")])
+    for i in range(9):  # one after another, Bob still not reading
+        await running.hub.publish([future_game(f"burst-{i}")])
     assert session.closing
     total = posts + 9
     code, frames = await receive_close(ws, timeout=20.0)

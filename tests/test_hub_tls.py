@@ -98,7 +98,7 @@ async def tls_hub(certificates, tmp_path):
     context.load_cert_chain(cert, key)
     async with LocalHub(signer=VALIDATOR, feed=None, store_path=tmp_path / "hub.sqlite3",
                         ssl_context=context) as local:
-        local.hub.publish([future_game("g1")])
+        await local.hub.publish([future_game("g1")])
         yield local
 
 

@@ -136,6 +136,20 @@ def check_url(url: str) -> str:
     return text
 
 
+def check_urls(urls: str) -> str:
+    """A validator's hub address, or the addresses of its several hubs separated by
+    commas (``ws://a:8091,ws://b:8091``: the connection fails over between them), each
+    checked; returned as one comma-separated string, which the SDK reads as such."""
+    parts = [part.strip() for part in urls.split(",")]
+    if not all(parts):
+        raise CliError(f"--validator {urls!r} has an empty address: separate the hubs of "
+                       "one validator with single commas (ws://a:8091,ws://b:8091)")
+    checked = [check_url(part) for part in parts]
+    if len(set(checked)) != len(checked):
+        raise CliError(f"--validator {urls!r} names the same hub twice")
+    return ",".join(checked)
+
+
 def split_validator(spec: str) -> tuple[str | None, str]:
     """``HOTKEY@URL`` -> (hotkey, url); a plain URL -> (None, url)."""
     text = spec.strip()
@@ -147,7 +161,9 @@ def split_validator(spec: str) -> tuple[str | None, str]:
 
 def parse_validators(urls: list[str], hotkeys: list[str]) -> list[ValidatorEndpoint]:
     """Pair ``--validator`` values with ``--validator-hotkey`` values (same order; a
-    ``HOTKEY@URL`` value carries its own hotkey)."""
+    ``HOTKEY@URL`` value carries its own hotkey). A value may list several hubs of one
+    validator, ``HOTKEY@ws://a:8091,ws://b:8091``: one endpoint whose ``url`` keeps the
+    commas (:class:`~sdk.ValidatorConnection` fails over between them)."""
     found: list[ValidatorEndpoint] = []
     order = [split_validator(u) for u in urls]
     plain = [url for hotkey, url in order if hotkey is None]
@@ -162,11 +178,13 @@ def parse_validators(urls: list[str], hotkeys: list[str]) -> list[ValidatorEndpo
             flag = "--validator-hotkey"
         else:
             flag = f"--validator {hotkey}@..."
-        found.append(ValidatorEndpoint(check_hotkey(hotkey, flag), check_url(url)))
+        found.append(ValidatorEndpoint(check_hotkey(hotkey, flag), check_urls(url)))
     seen: set[str] = set()
     for endpoint in found:
         if endpoint.hotkey in seen:
-            raise CliError(f"validator {endpoint.hotkey} is given more than once")
+            raise CliError(f"validator {endpoint.hotkey} is given more than once (a "
+                           "validator with several hubs: list them in one value, "
+                           f"--validator {endpoint.hotkey}@ws://a:8091,ws://b:8091)")
         seen.add(endpoint.hotkey)
     return found
 

@@ -25,7 +25,9 @@ class LogLevel(StrEnum):
 ValidatorOpt = Annotated[list[str] | None, typer.Option(
     "--validator", metavar="URL",
     help="Validator hub address, ws://host:port (repeatable), paired in order with "
-         "--validator-hotkey; or HOTKEY@ws://host:port.")]
+         "--validator-hotkey; or HOTKEY@ws://host:port. A validator served by several "
+         "hubs: their addresses separated by commas, HOTKEY@ws://a:8091,ws://b:8091 "
+         "(uses the first that works, fails over to the next).")]
 ValidatorHotkeyOpt = Annotated[list[str] | None, typer.Option(
     "--validator-hotkey", metavar="SS58",
     help="The validator's hotkey for each plain --validator URL, in the same order "

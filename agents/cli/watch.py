@@ -27,12 +27,13 @@ from .views import GameBoard, short
 __all__ = ["watch_games"]
 
 
-def _view(board: GameBoard, conn: ValidatorConnection, url: str, limit: int,
-          left: float | None) -> Group:
+def _view(board: GameBoard, conn: ValidatorConnection, limit: int, left: float | None
+          ) -> Group:
+    """The header (the hub in use: with several, the one failed over to) and the board."""
     rtt = f"{conn.rtt * 1000:.1f} ms" if conn.rtt is not None else "-"
     header = Text.assemble(
         ("bt-miner watch", "bold"),
-        f"  validator {short(conn.validator_hotkey)} at {url} · {conn.state} · rtt {rtt} "
+        f"  validator {short(conn.validator_hotkey)} at {conn.url} · {conn.state} · rtt {rtt} "
         f"· clock offset {conn.clock_offset:+.3f} s · epoch {conn.epoch or '-'} "
         f"· seq {conn.seq if conn.seq is not None else '-'} · {len(conn.games)} games "
         f"· {board.updates} updates"
@@ -67,12 +68,12 @@ async def watch_games(*, dev: bool, validators: list[ValidatorEndpoint], wallet:
 
             def render() -> Group:
                 left = None if deadline is None else deadline - time.monotonic()
-                return _view(board, conn, endpoint.url, limit, left)
+                return _view(board, conn, limit, left)
 
             with live_display(console) as live:
                 await refresh_until(live, render, stop=stop, deadline=deadline,
                                     running=lambda: conn.error is None)
-                live.update(_view(board, conn, endpoint.url, limit, None), refresh=True)
+                live.update(_view(board, conn, limit, None), refresh=True)
             end_live(console)
         finally:
             remove_signals()

@@ -1,7 +1,15 @@
 """The ways a :class:`~sdk.ValidatorConnection` reaches its hub: a WebSocket session,
 or the HTTP fallback, both behind :class:`Transport`."""
 
-from .base import HubAddress, Inbound, LinkContext, Pacer, Transport, close_quietly
+from .base import (
+    HubAddress,
+    Inbound,
+    LinkContext,
+    Pacer,
+    Transport,
+    close_quietly,
+    tls_connector,
+)
 from .http import HttpFallbackTransport
 from .websocket import WebSocketTransport
 
@@ -14,4 +22,5 @@ __all__ = [
     "Transport",
     "WebSocketTransport",
     "close_quietly",
+    "tls_connector",
 ]

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -66,6 +67,29 @@ class HubAddress:
         path = parsed.path.rstrip("/") or "/ws"
         return cls(f"{'wss' if secure else 'ws'}://{authority}",
                    f"{'https' if secure else 'http'}://{authority}", path)
+
+    @classmethod
+    def parse_all(cls, urls: str | Sequence[str]) -> tuple[HubAddress, ...]:
+        """The hubs of one validator, in order of preference: one URL, several in one
+        string separated by commas (as ``bt-miner --validator HOTKEY@ws://a,ws://b``
+        writes them), or a sequence of URLs. The same hub twice is an error (it would
+        only be retried twice in a row)."""
+        given = urls.split(",") if isinstance(urls, str) else list(urls)
+        addresses = tuple(cls.parse(url.strip()) for url in given if url.strip())
+        if not addresses:
+            raise ValueError(f"no validator URL given in {urls!r}")
+        seen: set[tuple[str, str]] = set()
+        for address in addresses:
+            key = (address.ws_url, address.ws_path)
+            if key in seen:
+                raise ValueError(f"validator URL {address.url!r} is given twice")
+            seen.add(key)
+        return addresses
+
+    @property
+    def url(self) -> str:
+        """The full WebSocket URL (base and path)."""
+        return self.ws_url + self.ws_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,3 +185,16 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def tls_connector(ca_file: str | None) -> aiohttp.TCPConnector | None:
+    """The connector of the session a connection makes: aiohttp's default, or one that
+    verifies hub certificates against ``ca_file`` (a private CA) instead of the system's
+    CAs. A missing or unreadable file fails here, at start, not in the reconnect loop."""
+    if ca_file is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"ca_file {ca_file}: {exc}") from None
+    return aiohttp.TCPConnector(ssl=context)

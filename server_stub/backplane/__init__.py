@@ -1,11 +1,10 @@
-"""What several hubs of one validator share, through Redis (issue 13).
+"""How one validator's hubs share state: the game stream (:mod:`.base` protocol,
+:class:`LocalBackplane` in one process, :class:`~.redis_stream.RedisBackplane` across
+processes) and its feed lease (:mod:`.lease`); who is connected: replay protection
+(:mod:`.nonces`) and one connection per hotkey (:mod:`.presence`) across hubs."""
 
-Nothing here is imported by a hub without ``--backplane``: ``redis`` is an optional
-dependency (``pip install 'bettensor-ws[ha]'``), loaded lazily by
-:func:`~server_stub.backplane.redis_link.open_redis`.
+from __future__ import annotations
 
-- :mod:`.nonces`: btauth/1 replay protection across hubs (a nonce used at one hub is
-  refused at every other).
-- :mod:`.presence`: one connection per hotkey across hubs (a newer connection on one
-  hub closes the older one on another with 4001).
-"""
+from .base import Backplane, LocalBackplane, StreamSink
+
+__all__ = ["Backplane", "LocalBackplane", "StreamSink"]

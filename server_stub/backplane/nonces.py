@@ -18,7 +18,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from .redis_link import SOCKET_TIMEOUT_S, BackplaneUnavailable, redis_errors
+from .base import BackplaneUnavailable
+from .redis_link import SOCKET_TIMEOUT_S, redis_errors
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

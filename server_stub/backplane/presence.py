@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .redis_link import SOCKET_TIMEOUT_S, BackplaneUnavailable, redis_errors
+from .base import BackplaneUnavailable
+from .redis_link import SOCKET_TIMEOUT_S, redis_errors
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -1,9 +1,9 @@
-"""The shared replay protection and presence of one hub, built from its config.
+"""The shared replay protection and presence of one hub, built on its Redis client.
 
-:func:`create_app` wires them into the :class:`~server_stub.Hub` when
-``config.backplane_url`` is set and closes their Redis client after the hub stops;
-without a backplane nothing here is built and the hub keeps today's behaviour (nonces
-and one-connection-per-hotkey in this process).
+:func:`~server_stub.create_app` builds them, with the stream's
+:class:`~.redis_stream.RedisBackplane`, when ``config.backplane_url`` is set (the app
+closes the client after the hub stops); without a backplane nothing here is built and
+the hub keeps nonces and one-connection-per-hotkey in this process.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 from ..config import HubConfig
 from .nonces import SharedNonces
 from .presence import Presence
-from .redis_link import default_prefix, open_redis
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["SharedAuth"]
+__all__ = ["CLOCK_MARGIN_S", "SharedAuth"]
 
 CLOCK_MARGIN_S = 5.0
 """Added to the freshness window for how long a nonce stays claimed in Redis: hubs whose
@@ -29,25 +28,20 @@ expired from Redis."""
 
 @dataclass(slots=True)
 class SharedAuth:
-    """The Redis client, nonce guard and presence of one hub."""
+    """The nonce guard and presence of one hub, on one Redis prefix."""
 
-    client: Redis
     prefix: str
     nonces: SharedNonces
     presence: Presence
 
     @classmethod
-    def from_config(cls, config: HubConfig, validator_hotkey: str) -> SharedAuth | None:
-        """None without ``backplane_url``; raises RuntimeError when ``redis`` is not
-        installed."""
-        if config.backplane_url is None:
-            return None
-        client = open_redis(config.backplane_url)
-        prefix = config.redis_prefix or default_prefix(validator_hotkey)
+    def build(cls, client: Redis, prefix: str, config: HubConfig, *,
+              hub_id: str | None = None) -> SharedAuth:
+        """``hub_id``: this hub's name in presence messages (default: a random one)."""
         retention = config.auth_max_age_s + config.auth_allowed_skew_s + CLOCK_MARGIN_S
-        return cls(client=client, prefix=prefix,
+        return cls(prefix=prefix,
                    nonces=SharedNonces(client, prefix, retention_s=retention),
-                   presence=Presence(client, prefix))
+                   presence=Presence(client, prefix, hub_id=hub_id))
 
     def health(self) -> dict[str, Any]:
         """The ``shared_auth`` section of ``GET /ws/health``."""
@@ -61,7 +55,3 @@ class SharedAuth:
             "presence_claims": self.presence.claims,
             "presence_failures": self.presence.failures,
         }
-
-    async def close(self) -> None:
-        await self.presence.stop()
-        await self.client.aclose()
