@@ -98,7 +98,7 @@ class Admission:
         if decision is Decision.UNAVAILABLE:
             raise HubHTTPError(503, ErrorCode.SHUTTING_DOWN,
                                "miner registry not loaded yet", retry_after=10.0)
-        await self._claim_shared(hotkey, nonce)
+        await self._claim_shared(hotkey, nonce, fail_open=False)
         return hotkey
 
     async def admit_admin(self, request: web.Request, body: bytes) -> str:
@@ -109,7 +109,10 @@ class Admission:
         if not self.is_admin(hotkey):
             raise HubHTTPError(403, ErrorCode.FORBIDDEN,
                                "only the validator's own hotkey or an admin hotkey may post games")
-        await self._claim_shared(hotkey, nonce)
+        # Fail open for the validator's own posts: an upsert of games replayed within
+        # seconds changes little, and refusing would keep the games out of the store
+        # too, which a Redis restarted empty seeds the new epoch from.
+        await self._claim_shared(hotkey, nonce, fail_open=True)
         return hotkey
 
     async def admit_connection(self, request: web.Request) -> str:
@@ -141,15 +144,18 @@ class Admission:
         """Count one rate-limited WebSocket frame; False once the strikes are used up."""
         return self.strikes.allow(hotkey, time.monotonic())
 
-    async def _claim_shared(self, hotkey: str, nonce: int) -> None:
+    async def _claim_shared(self, hotkey: str, nonce: int, *, fail_open: bool) -> None:
         """Claim the nonce at every hub: a replay of headers another hub admitted is a
-        401; when Redis does not answer, 503 (fail closed: admitting would let the same
-        headers in at every hub)."""
+        401. When Redis does not answer: 503 (fail closed: admitting would let the same
+        headers in at every hub, e.g. to displace a miner's connection), or, with
+        ``fail_open``, this hub's own nonce check only."""
         if self.nonce_guard is None:
             return
         try:
             first = await self.nonce_guard.claim(hotkey, nonce)
         except BackplaneUnavailable:
+            if fail_open:
+                return
             raise HubHTTPError(503, ErrorCode.SHUTTING_DOWN,
                                "replay protection unavailable: the backplane does not answer",
                                retry_after=BACKPLANE_RETRY_AFTER_S) from None

@@ -311,7 +311,15 @@ async def test_redis_down_refuses_new_callers_with_503_then_both_features_come_b
                 assert r.status == 503
                 assert r.headers["Retry-After"] == "2"
             await assert_answers(on_a, 2)  # an open connection needs no Redis
-            assert b.hub.health()["shared_auth"]["nonce_failures"] == 2
+            # the validator's own game post falls back to the local nonce check: it is
+            # admitted and meets the stream's 503 (games stored, "post them again")
+            body = games_body([future_game("g9")])
+            async with http.post(f"{b.http_url}/admin/games", data=body,
+                                 headers=signed(VALIDATOR, "POST", "/admin/games", body)) as r:
+                assert r.status == 503
+                assert (await r.json())["error"] == "internal_error"
+            assert b.hub.health()["shared_auth"]["nonce_failures"] == 3
+            await eventually(lambda: not b.hub.health()["shared_auth"]["presence_subscribed"])
 
             await server.start()
             await within(eventually(lambda: a.hub.presence is not None
