@@ -13,6 +13,13 @@ if TYPE_CHECKING:
 
 _SCHEMES = ("redis://", "rediss://", "unix://")
 
+MAX_CONNECTIONS = 64
+"""Connections one hub opens to Redis at most (the stream reader and the presence
+subscription hold one each; commands take well under a millisecond)."""
+POOL_WAIT_S = 5.0
+"""How long a command waits for a free connection before it fails (then: Redis counts
+as unreachable for that request)."""
+
 
 def check_backplane_url(url: str) -> str:
     """``url`` if it names a Redis server; ValueError naming the accepted forms."""
@@ -41,7 +48,13 @@ def redis_client(url: str) -> aioredis.Redis:
     # A restarted Redis leaves every pooled connection dead: a command that meets one
     # is retried on a fresh connection rather than failing (a retried append whose
     # first attempt did land publishes the same games twice, which changes nothing).
-    return aioredis.Redis.from_url(
-        url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=15,
+    # A blocking pool: a thousand miners reconnecting at once (each upgrade claims a
+    # nonce and its presence) queue for a connection instead of failing with
+    # MaxConnectionsError when the default pool's 100 are busy.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_S,
+        socket_timeout=10, socket_connect_timeout=3, health_check_interval=15,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
         retry_on_error=[ConnectionError, TimeoutError])
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closes the pool with it
+    return client
