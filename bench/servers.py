@@ -73,6 +73,8 @@ def hub_app(args: argparse.Namespace) -> web.Application:
         bettensor_poll_s=args.bettensor_poll,
         bettensor_indexes=args.bettensor_indexes,
         store_url=args.store if args.store.startswith("postgresql://") else None,
+        backplane_url=args.backplane,
+        redis_prefix=args.redis_prefix,
     )
     signer = Keypair.create_from_uri(VALIDATOR_URI)
     if args.bettensor_db is not None:  # as serve --bettensor-db --allowlist runs it
@@ -198,6 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=["broadcast", "echo"], default="broadcast",
                         help="reference behaviour")
     parser.add_argument("--store", help="hub: SQLite store path or postgresql:// URL")
+    parser.add_argument("--backplane", help="hub: a redis:// backplane shared by hubs")
+    parser.add_argument("--redis-prefix", help="hub: the backplane's key prefix")
     parser.add_argument("--sync", default="FULL", help="hub: SQLite synchronous mode")
     parser.add_argument("--heartbeat", type=float, default=600.0, help="hub heartbeat (s)")
     parser.add_argument("--feed", choices=["none", "simulate"], default="none",

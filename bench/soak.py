@@ -46,6 +46,7 @@ import random
 import sqlite3
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -296,10 +297,14 @@ def _mib(kib: int | None) -> str:
 class HubRunner:
     """The hub in its own process; restarted on the same port and store."""
 
-    def __init__(self, store: Path, *, heartbeat: float, seed: int, games: int,
+    def __init__(self, store: Path | str, *, heartbeat: float, seed: int, games: int,
                  kickoff_spacing: float, match_duration: float, warmup_s: float,
-                 max_seconds: float) -> None:
-        self.store = store
+                 max_seconds: float, extra: Iterable[str] = (), label: str = "hub",
+                 seed_offset: int = 0) -> None:
+        self.store = store  # a SQLite path, or a postgresql:// URL several hubs share
+        self.extra = list(extra)
+        self.label = label
+        self.seed_offset = seed_offset
         self.heartbeat = heartbeat
         self.seed = seed
         self.games = games
@@ -318,16 +323,18 @@ class HubRunner:
     async def start(self) -> None:
         index = len(self.incarnations)
         args = ["hub", "--store", str(self.store), "--heartbeat", str(self.heartbeat),
+                *self.extra,
                 "--port", str(self.port), "--feed", "simulate",
                 # a new simulator per incarnation: a fresh seed keeps its game ids apart
                 # from the ones the store already holds
-                "--feed-seed", str(self.seed * 100 + index),
+                "--feed-seed", str(self.seed * 100 + self.seed_offset + index),
                 "--feed-games", str(self.games),
                 "--kickoff-spacing", str(self.kickoff_spacing),
                 "--match-duration", str(self.match_duration)]
         last: Exception | None = None
         for _ in range(20):  # the port may still be held for a moment after a stop
-            server = common.ServerProcess(f"hub#{index}", *args, max_seconds=self.max_seconds)
+            server = common.ServerProcess(f"{self.label}#{index}", *args,
+                                          max_seconds=self.max_seconds)
             try:
                 await server.start()
             except RuntimeError as exc:
@@ -436,7 +443,7 @@ class _Soak:
         self.rss_interval = rss_interval
         self.out = out
         self.faults: Counter[str] = Counter()
-        self.hub: HubRunner | None = None
+        self.hubs: list[HubRunner] = []
         self.proxies: list[FaultProxy] = []
         self.conns: list[ValidatorConnection] = []
         self.runners: list[AgentRunner] = []
@@ -447,16 +454,26 @@ class _Soak:
 
     # -- setup ---------------------------------------------------------------------------
 
+    @property
+    def hub(self) -> HubRunner | None:
+        """The first hub: the one asked for the reference snapshot."""
+        return self.hubs[0] if self.hubs else None
+
     async def start_miners(self, folder: Path) -> None:
-        assert self.hub is not None
-        for _ in range(self.result.proxies):
-            self.proxies.append(await FaultProxy(self.hub.port, max_links=1024).start())
+        # ``proxies`` fault proxies in front of each hub; a miner knows one proxy of
+        # every hub (its own hub first), so a cut or a restart moves it to another hub
+        for hub in self.hubs:
+            for _ in range(self.result.proxies):
+                self.proxies.append(await FaultProxy(hub.port, max_links=1024).start())
         # one session for every miner; no connector cap (each WebSocket holds a connection)
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        per_hub = self.result.proxies
         for index, key in enumerate(self.keys):
-            proxy = self.proxies[index % len(self.proxies)]
+            group, first = index % per_hub, index % len(self.hubs)
+            order = [(first + k) % len(self.hubs) for k in range(len(self.hubs))]
+            urls = [self.proxies[h * per_hub + group].url for h in order]
             conn = ValidatorConnection(
-                proxy.url, key, self.validator, outbox=folder / f"miner-{index}.sqlite3",
+                urls, key, self.validator, outbox=folder / f"miner-{index}.sqlite3",
                 options=ConnectionOptions(backoff_base=0.2, backoff_cap=5.0,
                                           handshake_timeout=5.0, ws_probe_interval=5.0,
                                           long_poll_timeout=10.0),
@@ -485,9 +502,9 @@ class _Soak:
     # -- during the run ----------------------------------------------------------------------
 
     async def sample_rss(self) -> None:
-        assert self.hub is not None
         while not self.sampling.is_set():
-            self.hub.sample()
+            for hub in self.hubs:
+                hub.sample()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.sampling.wait(), self.rss_interval)
 
@@ -552,15 +569,15 @@ class _Soak:
         self.proxies[index].delay(0.0)
 
     async def restarts(self, start: float, seconds: float, count: int) -> None:
-        assert self.hub is not None
         for k in range(1, count + 1):
             await asyncio.sleep(max(0.0, start + seconds * k / (count + 1) - time.monotonic()))
+            hub = self.hubs[(k - 1) % len(self.hubs)]  # with several hubs, in turn
             began = time.monotonic()
-            await self.hub.restart()
+            await hub.restart()
             self.result.hub_restarts += 1
-            self.out(f"  t={time.monotonic() - start:5.0f}s hub restarted on port {self.hub.port}"
-                     f" ({time.monotonic() - began:.1f} s, graceful stop: "
-                     f"{self.hub.incarnations[-2].graceful})")
+            self.out(f"  t={time.monotonic() - start:5.0f}s {hub.label} restarted on port "
+                     f"{hub.port} ({time.monotonic() - began:.1f} s, graceful stop: "
+                     f"{hub.incarnations[-2].graceful})")
 
     async def progress(self, start: float, until: float, every: float) -> None:
         while (now := time.monotonic()) < until:
@@ -675,18 +692,12 @@ class _Soak:
         result.rejected = dict(rejected)
         return confirmed
 
-    def check_store(self, confirmed: dict[tuple[str, str], dict[str, Any]]) -> None:
-        """(a): the hub's SQLite file, read directly, against the miners' receipts."""
+    async def check_store(self, confirmed: dict[tuple[str, str], dict[str, Any]]) -> None:
+        """(a): the hubs' store (their SQLite file or PostgreSQL database), read
+        directly, against the miners' receipts."""
         assert self.hub is not None
         result = self.result
-        db = sqlite3.connect(str(self.hub.store))
-        try:
-            rows = db.execute("SELECT miner_hotkey, prediction_id, received_at_ns"
-                              " FROM predictions").fetchall()
-            twice = db.execute("SELECT prediction_id FROM predictions GROUP BY prediction_id"
-                               " HAVING COUNT(*) > 1").fetchall()
-        finally:
-            db.close()
+        rows, twice = await _stored_predictions(self.hub.store)
         result.hub_rows = len(rows)
         result.hub_duplicate_ids = [row[0] for row in twice]
         stored = {(hotkey, pid): received for hotkey, pid, received in rows}
@@ -709,6 +720,44 @@ class _Soak:
                              return_exceptions=True)
 
 
+async def _delete_prefix(url: str, prefix: str) -> None:
+    """Leave the shared Redis as the soak found it: drop the keys it made."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+_ROWS = "SELECT miner_hotkey, prediction_id, received_at_ns FROM predictions"
+_TWICE = ("SELECT prediction_id FROM predictions GROUP BY miner_hotkey, prediction_id"
+          " HAVING COUNT(*) > 1")
+
+
+async def _stored_predictions(store: Path | str) -> tuple[list[Any], list[Any]]:
+    """Every stored (hotkey, id, received_at_ns), and the ids stored more than once."""
+    location = str(store)
+    if location.startswith("postgresql://"):
+        import asyncpg
+
+        connection = await asyncpg.connect(location)
+        try:
+            rows = [tuple(row) for row in await connection.fetch(_ROWS)]
+            twice = [tuple(row) for row in await connection.fetch(_TWICE)]
+        finally:
+            await connection.close()
+        return rows, twice
+    db = sqlite3.connect(location)
+    try:
+        return db.execute(_ROWS).fetchall(), db.execute(_TWICE).fetchall()
+    finally:
+        db.close()
+
+
 def _table_diff(mine: dict[str, Any], hub: dict[str, Any]) -> str:
     only_mine = sorted(set(mine) - set(hub))
     only_hub = sorted(set(hub) - set(mine))
@@ -723,11 +772,19 @@ async def run_soak(miners: int = 200, seconds: float = 300.0, restarts: int = 2,
                    games: int = 8, faults_per_proxy_minute: float = 5.0,
                    settle_timeout: float = 90.0, ready_timeout: float = 60.0,
                    rss_interval: float = 2.0, store_dir: str | None = None,
-                   breaks: Iterable[str] = (), out: Out | None = None) -> SoakResult:
+                   breaks: Iterable[str] = (), out: Out | None = None, hubs: int = 1,
+                   store: str | None = None, backplane: str | None = None,
+                   redis_prefix: str | None = None) -> SoakResult:
     """Run the soak; every invariant's figure is a field of the returned result (and
-    :meth:`SoakResult.checks` judges them). Every phase is bounded."""
-    if miners < 1 or seconds <= 0 or restarts < 0:
-        raise ValueError("miners >= 1, seconds > 0 and restarts >= 0, please")
+    :meth:`SoakResult.checks` judges them). Every phase is bounded.
+
+    ``hubs`` > 1 runs several hubs of the validator on one shared ``store``
+    (``postgresql://``) and ``backplane`` (``redis://``, under ``redis_prefix``, by
+    default a fresh one deleted at the end); restarts go round them."""
+    if miners < 1 or seconds <= 0 or restarts < 0 or hubs < 1:
+        raise ValueError("miners >= 1, seconds > 0, restarts >= 0 and hubs >= 1, please")
+    if hubs > 1 and (store is None or backplane is None):
+        raise ValueError("several hubs share a postgresql:// store and a redis:// backplane")
     out = out or _quiet
     breaks = tuple(breaks)
     proxy_count = proxies or min(10, max(1, miners // 4))
@@ -743,18 +800,26 @@ async def run_soak(miners: int = 200, seconds: float = 300.0, restarts: int = 2,
     common.miner_keys(miners)  # derive the keys before anything is timed
     with (common.store_dir(store_dir) as folder, _broken(breaks),
           _counting_logs(["sdk", "agents"]) as logs):
-        hub = soak.hub = HubRunner(
-            Path(folder) / "hub.sqlite3", heartbeat=heartbeat, seed=seed, games=games,
+        prefix = redis_prefix or f"bt-ws-soak:{uuid.uuid4().hex[:8]}"
+        extra = [] if backplane is None else ["--backplane", backplane, "--redis-prefix", prefix]
+        soak.hubs = [HubRunner(
+            store or Path(folder) / "hub.sqlite3", heartbeat=heartbeat, seed=seed, games=games,
             kickoff_spacing=kickoff_spacing, match_duration=match_duration,
             warmup_s=min(30.0, max(2.0, 0.25 * span)),
-            max_seconds=seconds + settle_timeout + ready_timeout + 600.0)
+            max_seconds=seconds + settle_timeout + ready_timeout + 600.0,
+            extra=extra, label=f"hub{number}" if hubs > 1 else "hub",
+            seed_offset=10 * number) for number in range(hubs)]
         sampler: asyncio.Task[None] | None = None
         try:
-            await hub.start()
+            for hub in soak.hubs:
+                await hub.start()
             sampler = asyncio.create_task(soak.sample_rss(), name="soak-rss")
-            out(f"soak: hub pid {hub.current.pid if hub.current else '?'} on port {hub.port}; "
-                f"{miners} miners over {result.proxies} proxies; {seconds:g} s, "
-                f"{restarts} restart(s)" + (f"; BROKEN: {', '.join(breaks)}" if breaks else ""))
+            where = ", ".join(f"{hub.label} pid {hub.current.pid if hub.current else '?'} "
+                              f"on port {hub.port}" for hub in soak.hubs)
+            out(f"soak: {where}; {miners} miners over {result.proxies * hubs} proxies; "
+                f"{seconds:g} s, {restarts} restart(s)"
+                + (f"; store {store}, backplane {backplane}" if hubs > 1 else "")
+                + (f"; BROKEN: {', '.join(breaks)}" if breaks else ""))
             await soak.start_miners(Path(folder))
             ready = await soak.wait_ready(ready_timeout)
             out(f"  {ready}/{miners} miners ready")
@@ -782,15 +847,19 @@ async def run_soak(miners: int = 200, seconds: float = 300.0, restarts: int = 2,
             }
             await soak.close()
             soak.sampling.set()
-            await hub.stop()
-            soak.check_store(confirmed)
+            for hub in soak.hubs:
+                await hub.stop()
+            await soak.check_store(confirmed)
         finally:
             soak.sampling.set()
             if sampler is not None:
                 await sampler
             await soak.close()
-            await hub.stop()
-            result.incarnations = list(hub.incarnations)
+            for hub in soak.hubs:
+                await hub.stop()
+            result.incarnations = [i for hub in soak.hubs for i in hub.incarnations]
+            if backplane is not None and redis_prefix is None:
+                await _delete_prefix(backplane, prefix)
             result.log_counts = dict(logs.counts)
             result.log_samples = list(logs.samples)
     # (e): let callbacks scheduled by the closes run, then count
@@ -829,6 +898,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         choices=sorted(BREAKS),
                         help="deliberately break a guarantee; the soak must then FAIL")
     parser.add_argument("--store-dir", help="where the temp dir for the SQLite files goes")
+    parser.add_argument("--hubs", type=int, default=1,
+                        help="hubs of the validator (more than 1 needs --store and "
+                             "--backplane); restarts go round them")
+    parser.add_argument("--store", help="a postgresql:// store the hubs share (default: "
+                                        "one SQLite file)")
+    parser.add_argument("--backplane", help="a redis:// backplane the hubs share")
     parser.add_argument("--log-level", default="error",
                         help="miner-side log lines printed (they are counted anyway)")
     args = parser.parse_args(argv)
@@ -837,6 +912,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.faults_per_proxy_minute, args.rss_interval = 10.0, 0.5
     if args.miners < 1 or args.seconds <= 0 or args.restarts < 0:
         parser.error("--miners >= 1, --seconds > 0, --restarts >= 0")
+    if args.hubs > 1 and (args.store is None or args.backplane is None):
+        parser.error("--hubs > 1 needs --store postgresql://... and --backplane redis://...")
     return args
 
 
@@ -849,7 +926,8 @@ def main(argv: list[str] | None = None) -> int:
         args.miners, args.seconds, args.restarts, args.seed, proxies=args.proxies,
         faults_per_proxy_minute=args.faults_per_proxy_minute,
         settle_timeout=args.settle, rss_interval=args.rss_interval,
-        store_dir=args.store_dir, breaks=args.breaks, out=lambda s: print(s, flush=True)))
+        store_dir=args.store_dir, breaks=args.breaks, out=lambda s: print(s, flush=True),
+        hubs=args.hubs, store=args.store, backplane=args.backplane))
     for line in result.report():
         print(line)
     for name in args.breaks:

@@ -65,3 +65,15 @@ def test_canonical_bytes_benchmark_runs() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     for label in ("prediction", "receipt"):
         assert f"RATIO canonical.vs_json_dumps[{label}] = " in result.stdout
+
+
+@pytest.mark.timeout(200)
+def test_two_hubs_against_one_benchmark_runs() -> None:
+    """bench.hubs --quick: one hub, then two, on real PostgreSQL and Redis."""
+    result = subprocess.run([sys.executable, "-m", "bench.hubs", "--quick"],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    for kind in ("predictions", "fanout"):
+        assert f"RATIO hubs.{kind}[2 vs 1 hub] = " in result.stdout
+    assert "failures" not in result.stdout, result.stdout

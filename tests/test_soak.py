@@ -62,3 +62,34 @@ async def test_short_soak_under_chaos_keeps_every_invariant(tmp_path: Path) -> N
     assert result.passed, report
     left = await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
     assert left == [], "the soak left its files behind"
+
+
+@pytest.mark.timeout(150)
+async def test_short_soak_on_three_hubs_keeps_every_invariant(tmp_path: Path) -> None:
+    """The same on three hubs sharing PostgreSQL and Redis (issue 13): restarts go round
+    the hubs, miners fail over between them, and the shared store matches the miners."""
+    from .kit.services import postgres_database, redis_prefix
+
+    async with postgres_database() as dsn, redis_prefix() as (url, prefix):
+        result = await run_soak(16, 25.0, 2, seed=11, faults_per_proxy_minute=10.0,
+                                settle_timeout=30.0, rss_interval=0.5,
+                                store_dir=str(tmp_path), hubs=3, store=dsn, backplane=url,
+                                redis_prefix=prefix)
+    report = "\n".join(result.report())
+    assert result.hub_restarts == 2, report
+    assert len(result.incarnations) == 5, report  # three hubs, two of them restarted
+    assert all(inc.graceful for inc in result.incarnations), report
+    assert result.confirmed > 0, report
+    assert result.reconnects > 0, report
+    assert result.missing_at_hub == [], report
+    assert result.orphans_at_hub == [], report
+    assert result.hub_duplicate_ids == [], report
+    assert result.receipt_mismatches == [], report
+    assert result.hub_rows == result.confirmed, report
+    assert result.pending == 0, report
+    assert result.lost == 0, report
+    assert result.table_mismatches == {}, report
+    assert result.connected_at_end == result.miners, report
+    assert result.fatal_errors == [], report
+    assert result.hub_tracebacks == 0, report
+    assert result.passed, report
