@@ -346,3 +346,53 @@ async def test_two_hubs_on_one_database_share_a_miners_daily_limit(start_hub, mi
                                   VALIDATOR.ss58_address)
         (row,) = await rows(dsn, "SELECT count(*) AS n, sum(wager) AS total FROM predictions")
         assert (row["n"], row["total"]) == (5, 10.0)
+
+
+async def test_postgresql_connections_cut_under_a_hub_acknowledge_nothing_undurable(start_hub):
+    """Every server connection of the hub's pool is terminated (as a PostgreSQL restart
+    does): a prediction is then either confirmed and stored, or answered with an error
+    frame and not stored; its resend goes through once the pool reconnects, stored once."""
+    from .kit.wire import send_prediction, welcome_and_snapshot
+
+    async with postgres_database() as dsn:
+        running = await start_hub(store_url=dsn)
+        game = future_game("g1")
+        await running.post_games([game])
+        ws = await running.connect(BOB)
+        await welcome_and_snapshot(ws)
+
+        async def answer(prediction: Prediction) -> dict[str, Any]:
+            await send_prediction(ws, BOB, prediction)
+            while True:
+                frame = json.loads((await ws.receive(timeout=15)).data)
+                data = frame["data"]
+                if frame["type"] == "confirmation" and \
+                        data["prediction_id"] == prediction.prediction_id:
+                    return data
+                if frame["type"] == "error" and data["ref"] == prediction.prediction_id:
+                    return data
+
+        first = Prediction.for_game(game, 0, 1.0)
+        assert (await answer(first))["status"] == "accepted"
+        name = dsn.rsplit("/", 1)[1]
+        admin = await asyncpg.connect(dsn)
+        try:
+            cut = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()", name)
+        finally:
+            await admin.close()
+        assert cut >= 1
+        second = Prediction.for_game(game, 1, 1.0)
+        outcomes = [await answer(second)]
+        for _ in range(10):  # bounded: the pool opens new connections on demand
+            if outcomes[-1].get("status") in ("accepted", "duplicate"):
+                break
+            assert outcomes[-1]["code"] == "internal_error", outcomes
+            outcomes.append(await answer(second))
+        assert outcomes[-1]["status"] in ("accepted", "duplicate"), outcomes
+        stored = await rows(dsn, "SELECT prediction_id FROM predictions")
+        assert sorted(r["prediction_id"] for r in stored) == sorted(
+            [first.prediction_id, second.prediction_id])
+        await ws.close()
+        await running.server.stop()
