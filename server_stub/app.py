@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from .store import HubStore, PredictionStore
 _MIN_BODY_BYTES = 1024 * 1024
 
 BETTENSOR_DB_KEY: web.AppKey[ValidatorDatabase] = web.AppKey("bettensor_db", ValidatorDatabase)
+log = logging.getLogger("server_stub.hub")
+
 REDIS_KEY: web.AppKey[Any] = web.AppKey("redis", object)
 """The app's ``redis.asyncio.Redis`` client when ``config.backplane_url`` is set (shared
 by the stream, nonces and presence; closed after the hub stops)."""
@@ -150,7 +154,10 @@ async def _hub_lifecycle(app: web.Application) -> AsyncIterator[None]:
 async def _close_redis(app: web.Application) -> None:
     redis = app.get(REDIS_KEY)
     if redis is not None:
-        await redis.aclose()
+        try:
+            await asyncio.wait_for(redis.aclose(), 10.0)
+        except TimeoutError:
+            log.warning("the Redis client did not close within 10 s")
 
 
 async def _stop_hub(app: web.Application) -> None:

@@ -120,9 +120,11 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Redis may be half gone while the hub stops: its parts get a bounded time, so
+        # the store is still flushed and the miners still get 1001.
         if self.presence is not None:
-            await self.presence.stop()
-        await self.backplane.stop()
+            await _bounded(self.presence.stop(), "presence")
+        await _bounded(self.backplane.stop(), "backplane")
         await self.registry.stop()
         if self.book is not self.store:
             await self.book.close()  # what is in flight reaches it (and the store)
@@ -276,6 +278,18 @@ class Hub:
             "store_commits": self.store.commits,
             **{name: section() for name, section in self.health_sections.items()},
         }
+
+
+_STOP_PART_S = 10.0
+
+
+async def _bounded(stopping: Coroutine[Any, Any, None], part: str) -> None:
+    """Await a part's stop for at most ``_STOP_PART_S``; log, never raise, past it."""
+    try:
+        await asyncio.wait_for(stopping, _STOP_PART_S)
+    except TimeoutError:
+        log.warning("%s did not stop within %.0f s; going on without it", part,
+                    _STOP_PART_S)
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
