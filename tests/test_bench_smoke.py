@@ -70,8 +70,11 @@ def test_canonical_bytes_benchmark_runs() -> None:
 @pytest.mark.timeout(200)
 def test_two_hubs_against_one_benchmark_runs() -> None:
     """bench.hubs --quick: one hub, then two, on real PostgreSQL and Redis."""
+    from .kit.services import service_env
+
     result = subprocess.run([sys.executable, "-m", "bench.hubs", "--quick"],
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                           **service_env()},
                             capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     for kind in ("predictions", "fanout"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import redis.asyncio as aioredis
 
-from .kit.services import POSTGRES_ADMIN_DSN, postgres_database, private_redis, redis_prefix
+from .kit.services import postgres_admin_dsn, postgres_database, private_redis, redis_prefix
 
 
 async def test_a_test_database_is_created_and_dropped():
@@ -13,7 +13,7 @@ async def test_a_test_database_is_created_and_dropped():
         connection = await asyncpg.connect(dsn)
         assert await connection.fetchval("SELECT 1") == 1
         await connection.close()
-    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    admin = await asyncpg.connect(postgres_admin_dsn())
     name = dsn.rsplit("/", 1)[1]
     assert await admin.fetchval("SELECT count(*) FROM pg_database WHERE datname = $1",
                                 name) == 0
