@@ -173,6 +173,17 @@ def default_store(validator_hotkey: str, dev: bool) -> Path:
     return Path(platformdirs.user_data_dir("bettensor-ws")) / f"hub-{validator_hotkey}.sqlite3"
 
 
+# The validator identity's options, shared by serve and announce.
+WalletNameOpt = Annotated[str | None, typer.Option(
+    "--wallet.name", help="Validator wallet name.")]
+WalletHotkeyOpt = Annotated[str, typer.Option(
+    "--wallet.hotkey", help="Validator hotkey name.")]
+WalletPathOpt = Annotated[str, typer.Option("--wallet.path", help="Wallets directory.")]
+ValidatorUriOpt = Annotated[str | None, typer.Option(
+    "--validator-uri", help="Throwaway validator key from a URI such as //Alice "
+                            "(development and tests).")]
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 to expose).")]
@@ -181,15 +192,10 @@ def serve(
     dev: Annotated[bool, typer.Option(
         "--dev", help="Development: throwaway key //Alice, open registry, simulator feed, "
                       "store in a temp dir.")] = False,
-    wallet_name: Annotated[str | None, typer.Option(
-        "--wallet.name", help="Validator wallet name.")] = None,
-    wallet_hotkey: Annotated[str, typer.Option(
-        "--wallet.hotkey", help="Validator hotkey name.")] = "default",
-    wallet_path: Annotated[str, typer.Option(
-        "--wallet.path", help="Wallets directory.")] = "~/.bittensor/wallets",
-    validator_uri: Annotated[str | None, typer.Option(
-        "--validator-uri", help="Throwaway validator key from a URI such as //Alice "
-                                "(development and tests).")] = None,
+    wallet_name: WalletNameOpt = None,
+    wallet_hotkey: WalletHotkeyOpt = "default",
+    wallet_path: WalletPathOpt = "~/.bittensor/wallets",
+    validator_uri: ValidatorUriOpt = None,
     allow: Annotated[list[str] | None, typer.Option(
         "--allow", help="Miner hotkey allowed to connect (repeatable).")] = None,
     allowlist: Annotated[Path | None, typer.Option(
@@ -368,15 +374,10 @@ def announce(
     network: Annotated[str, typer.Option(
         "--subtensor.network", "--network", help="Chain network (finney, test, ws://...).")]
     = "finney",
-    wallet_name: Annotated[str | None, typer.Option(
-        "--wallet.name", help="Validator wallet name.")] = None,
-    wallet_hotkey: Annotated[str, typer.Option(
-        "--wallet.hotkey", help="Validator hotkey name.")] = "default",
-    wallet_path: Annotated[str, typer.Option(
-        "--wallet.path", help="Wallets directory.")] = "~/.bittensor/wallets",
-    validator_uri: Annotated[str | None, typer.Option(
-        "--validator-uri", help="Throwaway validator key from a URI such as //Alice "
-                                "(development and tests).")] = None,
+    wallet_name: WalletNameOpt = None,
+    wallet_hotkey: WalletHotkeyOpt = "default",
+    wallet_path: WalletPathOpt = "~/.bittensor/wallets",
+    validator_uri: ValidatorUriOpt = None,
 ) -> None:
     """Announce the hub's URL in the hotkey's chain commitment on --netuid
     (bt-ws=<url>): bt-miner then connects there instead of to the axon's ip:port.

@@ -20,6 +20,7 @@ from sdk.codes import CloseCode
 from sdk.frames import Heartbeat
 from sdk.models import Game
 from sdk.signing import Signer
+from sdk.tasks import TaskSet
 from sdk.validation import Rules
 
 from .activity import PredictionActivity
@@ -88,7 +89,7 @@ class Hub:
             config, validator_hotkey=self.validator_hotkey, admission=self.admission,
             sessions=self.sessions, stream=self.stream, intake=self.intake, clock=self.clock,
             stats=self.stats, presence=presence)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(log, "hub")
         self._update_event = asyncio.Event()
         self._feeding = False  # the feed's initial games are published (by this hub)
 
@@ -107,9 +108,9 @@ class Hub:
         if self.presence is not None:
             await self.presence.start(self._on_presence, lambda: list(self.sessions))
         await self.registry.start(self.sessions.close_deregistered)
-        self._spawn(self._heartbeat_loop(), "heartbeats")
+        self._tasks.spawn(self._heartbeat_loop(), "heartbeats")
         if self.feed is not None:
-            self._spawn(self._feed_loop(), "feed")
+            self._tasks.spawn(self._feed_loop(), "feed")
 
     async def stop(self) -> None:
         """Graceful shutdown: refuse new miners (503), deliver what is committed,
@@ -117,9 +118,7 @@ class Hub:
         if self.shutting_down:
             return
         self.admission.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel()
         # Redis may be half gone while the hub stops: its parts get a bounded time, so
         # the store is still flushed and the miners still get 1001.
         if self.presence is not None:
@@ -131,16 +130,6 @@ class Hub:
         await self.store.close()  # commits everything queued; confirmations get queued
         await self.sessions.close_all(CloseCode.GOING_AWAY, "hub shutting down", drain=True)
         self._update_event.set()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("hub task %s died", task.get_name(), exc_info=task.exception())
 
     def _on_presence(self, claim: PresenceClaim) -> None:
         """A connection was made at some hub: close ours of that hotkey if older."""

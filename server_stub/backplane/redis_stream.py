@@ -24,12 +24,13 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from sdk.models import Game
+from sdk.tasks import TaskSet
 
 from ..stream import UpdateRecord
 from .base import BackplaneUnavailable, StreamSink
@@ -75,7 +76,7 @@ class RedisBackplane:
         self.hub_id = hub or hub_id()
         self.lease = FeedLease(client, self.keys.feed_lease, self.hub_id, feed_lease_s)
         self._sink: StreamSink | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(log, "backplane")
         self._applied = asyncio.Event()  # replaced after each batch the reader applies
         self.resyncs = 0
         """Times this hub reset its stream from Redis after its start."""
@@ -91,27 +92,15 @@ class RedisBackplane:
         self._sink = sink
         await self._resync(notify=False)
         await self.lease.refresh()
-        self._spawn(self._read_loop(), "backplane-reader")
-        self._spawn(self._lease_loop(), "backplane-lease")
+        self._tasks.spawn(self._read_loop(), "backplane-reader")
+        self._tasks.spawn(self._lease_loop(), "backplane-lease")
 
     async def stop(self) -> None:
         self._stopping = True
         self._applied.set()  # appends waiting for the reader stop waiting
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel()
         if self.lease.held:
             await self.lease.release()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("backplane task %s died", task.get_name(), exc_info=task.exception())
 
     def holds_feed(self) -> bool:
         return self.lease.held
@@ -164,7 +153,7 @@ class RedisBackplane:
 
     def forget(self, game_ids: Sequence[str]) -> None:
         if game_ids:
-            self._spawn(self._forget(list(game_ids)), "backplane-forget")
+            self._tasks.spawn(self._forget(list(game_ids)), "backplane-forget")
 
     async def _forget(self, game_ids: list[str]) -> None:
         try:
